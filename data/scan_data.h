@@ -1,0 +1,31 @@
+#pragma once
+// What a ptychography data set holds, in the units the reconstruction uses.
+#include <optional>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace tessera {
+
+struct ExperimentGeometry {
+  double wavelength_m = 0;        // from source_1/wavelength, else from energy
+  double energy_j = 0;            // photon energy (J); 0 when only the wavelength is known
+  double distance_m = 0;          // sample-detector distance
+  double detector_pixel_y_m = 0;  // detector pixel pitch
+  double detector_pixel_x_m = 0;
+  int64_t frame_h = 0;            // frame size in detector pixels
+  int64_t frame_w = 0;
+
+  // Sample-plane pixel size of far-field data: lambda * z / (N * p).
+  double pixel_y_m() const { return wavelength_m * distance_m / (frame_h * detector_pixel_y_m); }
+  double pixel_x_m() const { return wavelength_m * distance_m / (frame_w * detector_pixel_x_m); }
+};
+
+// Ground truth that `tessera simulate` stores so that accuracy can be scored.
+struct GroundTruth {
+  torch::Tensor object;  // (L, H, W) complex64
+  torch::Tensor probe;   // (M, h, w) complex64
+  torch::Tensor positions_px;  // (N, 2) float64, [y, x] window top-left in object pixels
+};
+
+}  // namespace tessera

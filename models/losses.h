@@ -1,0 +1,39 @@
+#pragma once
+// Data-fidelity losses by name. Each returns the SUM over patterns and valid
+// pixels (never a mean over a batch), so that losses of disjoint sets of
+// patterns add up: the decomposition relies on it.
+//
+//   amplitude  sum (sqrt(I_pred) - sqrt(I))^2        Gaussian noise on amplitudes
+//   intensity  sum (I_pred - I)^2                    Gaussian noise on intensities
+//   poisson    sum (I_pred - I log I_pred)           Poisson negative log-likelihood
+//                                                    (constant terms dropped)
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace tessera {
+
+// predicted, measured: (B, h, w); valid: (h, w) or (B, h, w) bool, true = pixel used.
+using LossFunction =
+    std::function<torch::Tensor(const torch::Tensor& predicted, const torch::Tensor& measured,
+                                const torch::Tensor& valid)>;
+
+struct LossInfo {
+  std::string name;
+  std::string description;
+  LossFunction function;
+  // Second derivative of the per-pixel loss with respect to the detector
+  // amplitude |Psi| at the solution: 2 (amplitude), 4 (Poisson), 8 I (intensity).
+  // Gradient-descent steps are scaled from it and from the data.
+  double curvature;
+  bool curvature_scales_with_intensity;  // true for the intensity loss
+};
+
+// Registers a loss under its name (one place: losses.cpp registers the built-ins).
+void register_loss(LossInfo info);
+const LossInfo& loss_by_name(const std::string& name);  // SettingsError listing the known names
+std::vector<std::string> loss_names();
+
+}  // namespace tessera

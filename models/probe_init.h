@@ -1,0 +1,20 @@
+#pragma once
+// Initial probe estimated from the measured data, never from a ground truth.
+#include <torch/torch.h>
+
+namespace tessera {
+
+// mean_pattern: (h, w) mean measured intensity in FFT order (masked pixels 0).
+// The first mode is the zero-phase wave whose far-field intensity is the mean
+// pattern: for a weakly scattering object that pattern is close to |F P|^2, so
+// the guess has the right aperture and power (sum |P|^2 = mean counts per frame,
+// by Parseval). Further modes take a small share of the power (default 5 % each)
+// as the first mode times low-order Hermite-like ramps, orthogonalised.
+torch::Tensor probe_from_mean_pattern(const torch::Tensor& mean_pattern, int64_t modes,
+                                      double extra_mode_power = 0.05);
+
+// Makes the modes (M, h, w) mutually orthogonal (eigen-decomposition of their
+// overlap matrix), sorted by decreasing power; total power is unchanged.
+torch::Tensor orthogonalise_modes(const torch::Tensor& probe);
+
+}  // namespace tessera

@@ -1,0 +1,36 @@
+#include "models/ptycho_model.h"
+
+#include "models/propagation.h"
+#include "src/error.h"
+#include "src/ops/patches.h"
+
+namespace tessera {
+
+PtychoModelImpl::PtychoModelImpl(torch::Tensor object_, torch::Tensor probe_, torch::Tensor transfer) {
+  TESSERA_REQUIRE(Error, object_.dim() == 3 && object_.is_complex(),
+                  "object must be a complex (slices, H, W) array, got ", object_.sizes());
+  TESSERA_REQUIRE(Error, probe_.dim() == 3 && probe_.is_complex(),
+                  "probe must be a complex (modes, h, w) array, got ", probe_.sizes());
+  TESSERA_REQUIRE(Error, object_.size(0) == 1 || transfer.defined(),
+                  "a multislice object needs the Fresnel transfer function between slices");
+  object_real = register_parameter("object", torch::view_as_real(object_).clone());
+  probe_real = register_parameter("probe", torch::view_as_real(probe_).clone());
+  if (transfer.defined()) slice_transfer = register_buffer("slice_transfer", transfer.to(probe_.device()));
+}
+
+torch::Tensor PtychoModelImpl::exit_waves(const torch::Tensor& positions) {
+  const int64_t h = frame_h(), w = frame_w();
+  auto patches = ops::extract_patches(object(), positions, h, w);  // (B, L, h, w)
+  auto psi = probe().unsqueeze(0) * patches.select(1, 0).unsqueeze(1);  // (B, M, h, w)
+  for (int64_t l = 1; l < object_real.size(0); ++l)
+    psi = propagate(psi, slice_transfer) * patches.select(1, l).unsqueeze(1);
+  return psi;
+}
+
+torch::Tensor PtychoModelImpl::forward(const torch::Tensor& positions) {
+  auto far = far_field(exit_waves(positions));
+  // |z|^2 through view_as_real is cheaper than abs().pow(2) and has a clean gradient at 0.
+  return torch::view_as_real(far).pow(2).sum({-1, 1});
+}
+
+}  // namespace tessera

@@ -1,0 +1,25 @@
+#pragma once
+// Scores a reconstruction against a known object (simulations).
+#include <torch/torch.h>
+
+#include "src/geometry.h"
+
+namespace tessera {
+
+struct Alignment {
+  double correlation = 0;  // |sum conj(t) o| / n over the region, t and o unit-modulus phases
+  int64_t shift_y = 0, shift_x = 0;  // integer shift of the reconstruction that maximises it
+  double phase_offset = 0;  // global phase removed (radians)
+};
+
+// Phase correlation over `region` of the truth, after removing a global phase
+// and the best integer shift of the reconstruction within +-max_shift pixels.
+Alignment phase_correlation(const torch::Tensor& truth, const torch::Tensor& reconstruction,
+                            const Rect& region, int64_t max_shift = 4);
+
+// Normalised RMS error of the complex object after removing the global phase
+// and scale (least squares), over `region`, with the given integer shift.
+double normalised_rms_error(const torch::Tensor& truth, const torch::Tensor& reconstruction,
+                            const Rect& region, int64_t shift_y = 0, int64_t shift_x = 0);
+
+}  // namespace tessera

@@ -1,0 +1,272 @@
+// CPU kernels of tessera::extract_patches, tessera::overlap_add and
+// tessera::_patches_position_grad.
+//
+// All kernels work on the real view of contiguous tensors: C = 2 interleaved
+// channels for complex data, C = 1 for real data. The bilinear weights are the
+// same for both channels, so a window row is one contiguous run of w*C reals
+// and the stencil's right neighbour is C reals further on: every inner loop is
+// a plain, vectorisable loop over k in [0, w*C).
+//
+// Bilinear stencil of window b (y0 = floor(y), fy = y - y0, same for x):
+//   out[i, j] = (1-fy)(1-fx) O[y0+i, x0+j]   + (1-fy) fx O[y0+i, x0+j+1]
+//             +     fy (1-fx) O[y0+i+1, x0+j] +     fy fx O[y0+i+1, x0+j+1]
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "src/ops/ops_internal.h"
+
+namespace tessera::ops {
+namespace {
+
+using detail::Window;
+
+template <typename T>
+void extract_kernel(const T* __restrict__ obj, const Window<T>* windows, T* __restrict__ out,
+                    int64_t B, int64_t L, int64_t H, int64_t W, int64_t C, int64_t h, int64_t w) {
+  const int64_t row = w * C, obj_row = W * C;
+  at::parallel_for(0, B * L, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bl = begin; bl < end; ++bl) {
+      const int64_t b = bl / L, l = bl % L;
+      const Window<T>& win = windows[b];
+      const T* src = obj + ((l * H + win.y0) * W + win.x0) * C;
+      T* dst = out + bl * h * row;
+      if (win.fy == T(0) && win.fx == T(0)) {  // integer position: plain copy
+        for (int64_t i = 0; i < h; ++i)
+          std::memcpy(dst + i * row, src + i * obj_row, sizeof(T) * row);
+        continue;
+      }
+      const T w00 = (1 - win.fy) * (1 - win.fx), w01 = (1 - win.fy) * win.fx;
+      const T w10 = win.fy * (1 - win.fx), w11 = win.fy * win.fx;
+      for (int64_t i = 0; i < h; ++i) {
+        const T* __restrict__ r0 = src + i * obj_row;
+        const T* __restrict__ r1 = r0 + obj_row;
+        T* __restrict__ d = dst + i * row;
+        for (int64_t k = 0; k < row; ++k)
+          d[k] = w00 * r0[k] + w01 * r0[k + C] + w10 * r1[k] + w11 * r1[k + C];
+      }
+    }
+  });
+}
+
+// Adjoint: out[l, r, c] = sum_b (S_b^T patches_b)[l, r, c]. Windows overlap, so
+// instead of scattering (which would need atomics or per-thread copies of the
+// object) each task owns bands of output rows and gathers from every window
+// that touches them. The windows are visited in a fixed order (by top row, then
+// by index), so every output element sums its windows in the same order
+// whatever the thread count: the result is deterministic.
+template <typename T>
+void overlap_add_kernel(const T* __restrict__ patches, const Window<T>* windows, T* __restrict__ out,
+                        int64_t B, int64_t L, int64_t H, int64_t W, int64_t C, int64_t h,
+                        int64_t w) {
+  const int64_t row = w * C, obj_row = W * C;
+  const int64_t total_rows = L * H;
+  // Windows sorted by top row: a band finds the windows touching it by bisection.
+  std::vector<int64_t> order(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) order[b] = b;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return windows[a].y0 < windows[b].y0; });
+  std::vector<int64_t> tops(static_cast<size_t>(B));
+  for (int64_t k = 0; k < B; ++k) tops[k] = windows[order[k]].y0;
+  // Bands of ~64 KiB of output, dealt round-robin to the threads for balance.
+  const int64_t band = std::max<int64_t>(1, (int64_t(64) << 10) / (sizeof(T) * obj_row));
+  const int64_t n_bands = (total_rows + band - 1) / band;
+  const int64_t n_tasks = std::min<int64_t>(n_bands, std::max(1, at::get_num_threads()));
+  at::parallel_for(0, n_tasks, 1, [&](int64_t task_begin, int64_t task_end) {
+    // v holds one combined window row, padded with C zeros on both sides, so
+    // that out[x0*C + k] += (1-fx) v[k] + fx v[k-C] is one loop over k in [0, row + C).
+    std::vector<T> vbuf(static_cast<size_t>(row + 2 * C), T(0));
+    T* __restrict__ v = vbuf.data() + C;
+    for (int64_t task = task_begin; task < task_end; ++task) {
+      for (int64_t bnd = task; bnd < n_bands; bnd += n_tasks) {
+        const int64_t s_begin = bnd * band, s_end = std::min(total_rows, s_begin + band);
+        std::memset(out + s_begin * obj_row, 0, sizeof(T) * (s_end - s_begin) * obj_row);
+        // Split the band at slice boundaries.
+        for (int64_t s = s_begin; s < s_end;) {
+          const int64_t l = s / H, r_begin = s % H;
+          const int64_t r_end = std::min(H, r_begin + (s_end - s));
+          // A window writes output rows y0 .. y0 + h (h + 1 rows): it touches
+          // [r_begin, r_end) when r_begin - h <= y0 < r_end.
+          auto first = std::lower_bound(tops.begin(), tops.end(), r_begin - h);
+          for (auto it = first; it != tops.end() && *it < r_end; ++it) {
+            const int64_t b = order[it - tops.begin()];
+            const Window<T>& win = windows[b];
+            // (The last row only receives weight fy: skip it when fy == 0.)
+            const int64_t lo = std::max(r_begin, win.y0);
+            const int64_t hi = std::min(r_end, win.y0 + h + (win.fy != T(0) ? 1 : 0));
+            const T* P = patches + (b * L + l) * h * row;
+            const T cy0 = 1 - win.fy, cy1 = win.fy, cx0 = 1 - win.fx, cx1 = win.fx;
+            for (int64_t r = lo; r < hi; ++r) {
+              const int64_t i1 = r - win.y0;  // patch row reaching r with weight 1-fy
+              const int64_t i0 = i1 - 1;      // patch row reaching r with weight fy
+              if (i1 < h && i0 >= 0) {
+                const T* __restrict__ p1 = P + i1 * row;
+                const T* __restrict__ p0 = P + i0 * row;
+                for (int64_t k = 0; k < row; ++k) v[k] = cy0 * p1[k] + cy1 * p0[k];
+              } else if (i1 < h) {
+                const T* __restrict__ p1 = P + i1 * row;
+                for (int64_t k = 0; k < row; ++k) v[k] = cy0 * p1[k];
+              } else {
+                const T* __restrict__ p0 = P + i0 * row;
+                for (int64_t k = 0; k < row; ++k) v[k] = cy1 * p0[k];
+              }
+              T* __restrict__ o = out + ((l * H + r) * W + win.x0) * C;
+              if (cx1 == T(0)) {
+                for (int64_t k = 0; k < row; ++k) o[k] += v[k];
+              } else {
+                const T* __restrict__ vm = v - C;
+                for (int64_t k = 0; k < row + C; ++k) o[k] += cx0 * v[k] + cx1 * vm[k];
+              }
+            }
+          }
+          s += r_end - r_begin;
+        }
+      }
+    }
+  });
+}
+
+// grad_pos[b] = sum over (l, i, k) of grad * d(stencil)/d(fy, fx).
+template <typename T>
+void position_grad_kernel(const T* __restrict__ grad, const T* __restrict__ obj,
+                          const Window<T>* windows, T* __restrict__ out, int64_t B, int64_t L,
+                          int64_t H, int64_t W, int64_t C, int64_t h, int64_t w) {
+  const int64_t row = w * C, obj_row = W * C;
+  constexpr int kLanes = 8;
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const Window<T>& win = windows[b];
+      const T cy0 = 1 - win.fy, cy1 = win.fy, cx0 = 1 - win.fx, cx1 = win.fx;
+      double gy = 0, gx = 0;
+      for (int64_t l = 0; l < L; ++l) {
+        const T* src = obj + ((l * H + win.y0) * W + win.x0) * C;
+        const T* g = grad + (b * L + l) * h * row;
+        for (int64_t i = 0; i < h; ++i) {
+          const T* __restrict__ r0 = src + i * obj_row;
+          const T* __restrict__ r1 = r0 + obj_row;
+          const T* __restrict__ gi = g + i * row;
+          // Lane-parallel partial sums (vectorisable), reduced to double per row.
+          T ay[kLanes] = {}, ax[kLanes] = {};
+          int64_t k = 0;
+          for (; k + kLanes <= row; k += kLanes) {
+            for (int q = 0; q < kLanes; ++q) {
+              const T a = r0[k + q], bb = r0[k + q + C], c = r1[k + q], d = r1[k + q + C];
+              ay[q] += gi[k + q] * (cx0 * (c - a) + cx1 * (d - bb));
+              ax[q] += gi[k + q] * (cy0 * (bb - a) + cy1 * (d - c));
+            }
+          }
+          double sy = 0, sx = 0;
+          for (; k < row; ++k) {
+            const T a = r0[k], bb = r0[k + C], c = r1[k], d = r1[k + C];
+            sy += static_cast<double>(gi[k] * (cx0 * (c - a) + cx1 * (d - bb)));
+            sx += static_cast<double>(gi[k] * (cy0 * (bb - a) + cy1 * (d - c)));
+          }
+          for (int q = 0; q < kLanes; ++q) {
+            sy += ay[q];
+            sx += ax[q];
+          }
+          gy += sy;
+          gx += sx;
+        }
+      }
+      out[2 * b] = static_cast<T>(gy);
+      out[2 * b + 1] = static_cast<T>(gx);
+    }
+  });
+}
+
+at::Tensor extract_patches_cpu(const at::Tensor& object, const at::Tensor& positions, int64_t h,
+                               int64_t w) {
+  constexpr const char* op = "tessera::extract_patches";
+  detail::check_patches_args(op, object, "object", 3, positions, h, w);
+  TESSERA_REQUIRE(Error, object.device().is_cpu(), op, ": expected CPU tensors");
+  const auto obj = object.contiguous();
+  const auto pos = positions.contiguous();
+  const int64_t B = pos.size(0), L = obj.size(0), H = obj.size(1), W = obj.size(2);
+  auto out = at::empty({B, L, h, w}, obj.options());
+  const auto obj_r = detail::real_view(obj);
+  auto out_r = detail::real_view(out);
+  const int64_t C = detail::channels(obj);
+  AT_DISPATCH_FLOATING_TYPES(obj_r.scalar_type(), "extract_patches_cpu", [&] {
+    const auto windows = detail::compute_windows<scalar_t>(op, pos, H, W, h, w);
+    if (out.numel() == 0) return;
+    extract_kernel<scalar_t>(obj_r.data_ptr<scalar_t>(), windows.data(),
+                             out_r.data_ptr<scalar_t>(), B, L, H, W, C, h, w);
+  });
+  return out;
+}
+
+at::Tensor overlap_add_cpu(const at::Tensor& patches, const at::Tensor& positions, int64_t H,
+                           int64_t W) {
+  constexpr const char* op = "tessera::overlap_add";
+  TESSERA_REQUIRE(Error, patches.defined() && patches.dim() == 4, op,
+                  ": patches must have 4 dimensions (B, L, h, w), got shape ",
+                  patches.defined() ? patches.sizes() : c10::IntArrayRef{});
+  detail::check_patches_args(op, patches, "patches", 4, positions, patches.size(2),
+                             patches.size(3));
+  TESSERA_REQUIRE(Error, patches.device().is_cpu(), op, ": expected CPU tensors");
+  TESSERA_REQUIRE(Error, positions.size(0) == patches.size(0), op, ": patches has ",
+                  patches.size(0), " windows but positions has ", positions.size(0), " rows");
+  TESSERA_REQUIRE(Error, H >= 0 && W >= 0, op, ": object size must be non-negative, got ", H,
+                  " x ", W);
+  const auto pat = patches.contiguous();
+  const auto pos = positions.contiguous();
+  const int64_t B = pat.size(0), L = pat.size(1), h = pat.size(2), w = pat.size(3);
+  auto out = at::empty({L, H, W}, pat.options());
+  const auto pat_r = detail::real_view(pat);
+  auto out_r = detail::real_view(out);
+  const int64_t C = detail::channels(pat);
+  AT_DISPATCH_FLOATING_TYPES(pat_r.scalar_type(), "overlap_add_cpu", [&] {
+    const auto windows = detail::compute_windows<scalar_t>(op, pos, H, W, h, w);
+    if (out.numel() == 0) return;
+    overlap_add_kernel<scalar_t>(pat_r.data_ptr<scalar_t>(), windows.data(),
+                                 out_r.data_ptr<scalar_t>(), B, L, H, W, C, h, w);
+  });
+  return out;
+}
+
+at::Tensor patches_position_grad_cpu(const at::Tensor& grad, const at::Tensor& object,
+                                     const at::Tensor& positions) {
+  constexpr const char* op = "tessera::_patches_position_grad";
+  TESSERA_REQUIRE(Error, grad.defined() && grad.dim() == 4, op,
+                  ": grad must have 4 dimensions (B, L, h, w)");
+  detail::check_patches_args(op, object, "object", 3, positions, grad.size(2), grad.size(3));
+  TESSERA_REQUIRE(Error, object.device().is_cpu() && grad.device().is_cpu(), op,
+                  ": expected CPU tensors");
+  TESSERA_REQUIRE(Error, grad.scalar_type() == object.scalar_type(), op, ": grad has dtype ",
+                  grad.scalar_type(), " but object has dtype ", object.scalar_type());
+  TESSERA_REQUIRE(Error,
+                  grad.size(0) == positions.size(0) && grad.size(1) == object.size(0), op,
+                  ": grad has shape ", grad.sizes(), " but there are ", positions.size(0),
+                  " windows and ", object.size(0), " object slices");
+  const auto g = grad.contiguous();
+  const auto obj = object.contiguous();
+  const auto pos = positions.contiguous();
+  const int64_t B = pos.size(0), L = obj.size(0), H = obj.size(1), W = obj.size(2);
+  const int64_t h = g.size(2), w = g.size(3);
+  auto out = at::empty({B, 2}, pos.options());
+  const auto g_r = detail::real_view(g);
+  const auto obj_r = detail::real_view(obj);
+  const int64_t C = detail::channels(obj);
+  AT_DISPATCH_FLOATING_TYPES(obj_r.scalar_type(), "patches_position_grad_cpu", [&] {
+    const auto windows = detail::compute_windows<scalar_t>(op, pos, H, W, h, w);
+    if (B == 0) return;
+    position_grad_kernel<scalar_t>(g_r.data_ptr<scalar_t>(), obj_r.data_ptr<scalar_t>(),
+                                   windows.data(), out.data_ptr<scalar_t>(), B, L, H, W, C, h, w);
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tessera, CPU, m) {
+  m.impl("extract_patches", TORCH_FN(extract_patches_cpu));
+  m.impl("overlap_add", TORCH_FN(overlap_add_cpu));
+  m.impl("_patches_position_grad", TORCH_FN(patches_position_grad_cpu));
+}
+
+}  // namespace tessera::ops

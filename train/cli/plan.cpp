@@ -1,0 +1,120 @@
+#include <cxxopts.hpp>
+#include <iostream>
+#include <sstream>
+
+#include "src/error.h"
+#include "src/memory_model.h"
+#include "train/cli/commands.h"
+#include "train/scan_problem.h"
+
+namespace tessera::cli {
+namespace {
+
+// The paper's data set: 16632 positions on a 126 x 132 grid.
+constexpr double kPaperReduction = 51.0;
+
+std::vector<int> parse_ranks(const std::string& list) {
+  std::vector<int> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(std::stoi(item));
+  TESSERA_REQUIRE(SettingsError, !out.empty(), "--ranks needs a comma-separated list, e.g. 6,462,4158");
+  return out;
+}
+
+}  // namespace
+
+int plan(int argc, char** argv) {
+  cxxopts::Options o("tessera plan",
+                     "Tiling, neighbours, predicted memory per rank and halo traffic, without reconstructing. "
+                     "Give a data file, or describe a raster scan (defaults: the paper's 126 x 132 grid).");
+  o.add_options()
+      ("data", "CXI data file (optional)", cxxopts::value<std::string>())
+      ("ranks", "comma-separated rank counts, one tile per rank", cxxopts::value<std::string>()->default_value("6,462,4158"))
+      ("scan-y", "scan points along y", cxxopts::value<int64_t>()->default_value("126"))
+      ("scan-x", "scan points along x", cxxopts::value<int64_t>()->default_value("132"))
+      ("step", "scan step (object pixels)", cxxopts::value<double>()->default_value("4"))
+      ("frame", "frame (probe window) size, pixels", cxxopts::value<int64_t>()->default_value("128"))
+      ("modes", "probe modes", cxxopts::value<int64_t>()->default_value("1"))
+      ("slices", "object slices", cxxopts::value<int64_t>()->default_value("1"))
+      ("chunk-size", "patterns per forward/backward pass", cxxopts::value<int64_t>()->default_value("64"))
+      ("batch-size", "patterns per optimiser step over all ranks (0: as reconstruct)", cxxopts::value<int64_t>()->default_value("0"))
+      ("optimizer-states", "optimiser state copies per element (Adam 2, SGD 1)", cxxopts::value<int64_t>()->default_value("2"))
+      ("show", "ranks to list in detail", cxxopts::value<int>()->default_value("4"))
+      ("h,help", "this help");
+  o.parse_positional({"data"});
+  o.positional_help("[DATA]");
+  auto r = o.parse(argc, argv);
+  if (r.count("help")) {
+    std::cout << o.help() << std::endl;
+    return 0;
+  }
+  ScanGeometry geom;
+  std::string what;
+  if (r.count("data")) {
+    auto p = ScanProblem::from_cxi(r["data"].as<std::string>());
+    geom = p.scan;
+    what = r["data"].as<std::string>();
+  } else {
+    const int64_t sy = r["scan-y"].as<int64_t>(), sx = r["scan-x"].as<int64_t>();
+    const double step = r["step"].as<double>();
+    const int64_t f = r["frame"].as<int64_t>();
+    auto iy = torch::arange(sy, torch::kFloat64).view({-1, 1}).expand({sy, sx}).reshape({-1});
+    auto ix = torch::arange(sx, torch::kFloat64).view({1, -1}).expand({sy, sx}).reshape({-1});
+    geom = ScanGeometry::from_pixels(torch::stack({iy * step, ix * step}, 1), f, f);
+    what = std::to_string(sy) + " x " + std::to_string(sx) + " raster, step " + std::to_string(step) + " px";
+  }
+  MemoryModelInputs in;
+  in.probe_modes = r["modes"].as<int64_t>();
+  in.slices = r["slices"].as<int64_t>();
+  in.chunk_size = r["chunk-size"].as<int64_t>();
+  in.optimizer_state_copies = r["optimizer-states"].as<int64_t>();
+  const int64_t N = geom.num_positions();
+  int64_t batch = r["batch-size"].as<int64_t>();
+  if (batch <= 0) batch = std::max<int64_t>(std::min<int64_t>(N, 32), (N + 7) / 8);
+  const int64_t steps = (N + batch - 1) / batch;
+  const auto whole = predict_undecomposed_memory(geom, in);
+  std::cout << "scan: " << what << ", " << N << " patterns of " << geom.frame_h << "x" << geom.frame_w << ", object "
+            << geom.object_h << "x" << geom.object_w << " px, " << steps << " optimiser steps per iteration\n"
+            << "undecomposed process: " << format_bytes(whole.total()) << " (object+state "
+            << format_bytes(whole.object) << ", patterns " << format_bytes(whole.patterns) << ", intermediates "
+            << format_bytes(whole.intermediates) << ")\n";
+  for (int K : parse_ranks(r["ranks"].as<std::string>())) {
+    auto tiling = Tiling::automatic(geom, K);
+    int64_t max_mem = 0, max_sent = 0, max_nb = 0;
+    double sum_mem = 0, sum_sent = 0;
+    for (int k = 0; k < tiling.num_tiles(); ++k) {
+      const auto m = predict_tile_memory(tiling, k, geom.frame_h, geom.frame_w, in).total();
+      const auto b = predict_tile_bytes_sent(tiling, k, in) * steps;
+      max_mem = std::max(max_mem, m);
+      max_sent = std::max(max_sent, b);
+      max_nb = std::max<int64_t>(max_nb, tiling.neighbours(k).size());
+      sum_mem += m;
+      sum_sent += b;
+    }
+    std::cout << "\nK = " << K << " ranks: tile grid " << tiling.tiles_y() << " x " << tiling.tiles_x() << ", "
+              << tiling.links().size() << " halo links, up to " << max_nb << " neighbours per rank\n"
+              << "  peak memory per rank: max " << format_bytes(max_mem) << ", mean "
+              << format_bytes(sum_mem / K) << "; reduction against undecomposed: "
+              << static_cast<double>(whole.total()) / max_mem << "x (paper reports " << kPaperReduction
+              << "x for its own baseline)\n"
+              << "  halo bytes sent per rank per iteration: max " << format_bytes(max_sent) << ", mean "
+              << format_bytes(sum_sent / K) << " (+ probe allreduce "
+              << format_bytes(static_cast<double>(steps * in.probe_modes * geom.frame_h * geom.frame_w * 2 *
+                                                   in.real_bytes)) << ")\n";
+    const int show = std::min(r["show"].as<int>(), tiling.num_tiles());
+    for (int k = 0; k < show; ++k) {
+      const Tile& t = tiling.tile(k);
+      const auto m = predict_tile_memory(tiling, k, geom.frame_h, geom.frame_w, in);
+      std::cout << "  rank " << k << ": owns " << t.owned.str() << ", extent " << t.extent.str() << ", "
+                << t.positions.size() << " patterns, neighbours {";
+      auto nb = tiling.neighbours(k);
+      for (size_t i = 0; i < nb.size(); ++i) std::cout << (i ? "," : "") << nb[i];
+      std::cout << "}, memory " << format_bytes(m.total()) << ", sends "
+                << format_bytes(static_cast<double>(predict_tile_bytes_sent(tiling, k, in) * steps)) << "/iteration\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,102 @@
+#include <cxxopts.hpp>
+#include <iostream>
+
+#include "src/comm/communicator.h"
+#include "src/comm/distributed_env.h"
+#include "src/error.h"
+#include "src/threads.h"
+#include "train/cli/commands.h"
+#include "train/run.h"
+
+namespace tessera::cli {
+
+int reconstruct(int argc, char** argv) {
+  ReconstructionSettings s;
+  RunOptions run;
+  cxxopts::Options o("tessera reconstruct",
+                     "Reconstruct object and probe from a CXI data file. Under torchrun each rank takes one or "
+                     "more tiles of the object (image gradient decomposition).");
+  o.add_options()
+      ("data", "CXI data file", cxxopts::value<std::string>())
+      ("o,output", "result file (HDF5); previews and metrics CSV are written beside it",
+       cxxopts::value<std::string>()->default_value("result.h5"))
+      ("i,iterations", "iterations (passes over all patterns)", cxxopts::value<int>()->default_value("100"))
+      ("optimizer", "adam, sgd, rmsprop, adagrad or lbfgs", cxxopts::value<std::string>()->default_value("adam"))
+      ("loss", "amplitude, intensity or poisson", cxxopts::value<std::string>()->default_value("amplitude"))
+      ("object-rate", "object learning rate (default: derived from the data)", cxxopts::value<double>()->default_value("0"))
+      ("probe-rate", "probe learning rate (default: derived from the data)", cxxopts::value<double>()->default_value("0"))
+      ("rate-scale", "multiplies the derived learning rates", cxxopts::value<double>()->default_value("1"))
+      ("probe-from", "iteration from which the probe is refined (-1: never)", cxxopts::value<int>()->default_value("1"))
+      ("batch-size", "patterns per optimiser step (default: 1/8 of the scan)", cxxopts::value<int64_t>()->default_value("0"))
+      ("chunk-size", "patterns per forward/backward pass (memory bound)", cxxopts::value<int64_t>()->default_value("64"))
+      ("seed", "seed of the mini-batch order", cxxopts::value<uint64_t>()->default_value("1"))
+      ("tiles", "number of object tiles (default: one per rank)", cxxopts::value<int>()->default_value("1"))
+      ("tile-grid", "explicit tile grid, e.g. 2x3 (rows x columns)", cxxopts::value<std::string>())
+      ("modes", "incoherent probe modes", cxxopts::value<int64_t>()->default_value("1"))
+      ("no-file-probe", "ignore the probe guess stored in the file; estimate it from the data")
+      ("threads", "CPU threads per process (default: OMP_NUM_THREADS, else all cores)", cxxopts::value<int>()->default_value("0"))
+      ("device", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))
+      ("precision", "float or double", cxxopts::value<std::string>()->default_value("float"))
+      ("checkpoint-every", "write the result every N iterations (0: only at the end)", cxxopts::value<int>()->default_value("10"))
+      ("resume", "continue from this result file", cxxopts::value<std::string>())
+      ("timeout", "seconds to wait for a peer rank before failing", cxxopts::value<double>()->default_value("60"))
+      ("no-previews", "do not write PNG previews")
+      ("q,quiet", "no progress lines")
+      ("h,help", "this help");
+  o.parse_positional({"data"});
+  o.positional_help("DATA");
+  auto r = o.parse(argc, argv);
+  if (r.count("help")) {
+    std::cout << o.help() << std::endl;
+    return 0;
+  }
+  if (!r.count("data")) throw cxxopts::exceptions::missing_argument("data");
+  s.iterations = r["iterations"].as<int>();
+  s.optimizer = r["optimizer"].as<std::string>();
+  s.loss = r["loss"].as<std::string>();
+  s.object_rate = r["object-rate"].as<double>();
+  s.probe_rate = r["probe-rate"].as<double>();
+  s.rate_scale = r["rate-scale"].as<double>();
+  s.probe_from = r["probe-from"].as<int>();
+  s.batch_size = r["batch-size"].as<int64_t>();
+  s.chunk_size = r["chunk-size"].as<int64_t>();
+  s.seed = r["seed"].as<uint64_t>();
+  s.tiles = r["tiles"].as<int>();
+  if (r.count("tile-grid")) {
+    const auto g = r["tile-grid"].as<std::string>();
+    const auto x = g.find('x');
+    TESSERA_REQUIRE(SettingsError, x != std::string::npos, "--tile-grid must look like 2x3, got '", g, "'");
+    s.tiles_y = std::stoi(g.substr(0, x));
+    s.tiles_x = std::stoi(g.substr(x + 1));
+  }
+  s.probe_modes = r["modes"].as<int64_t>();
+  s.use_file_probe = !r.count("no-file-probe");
+  s.threads = configure_threads(r["threads"].as<int>());
+  s.device = r["device"].as<std::string>();
+  s.precision = r["precision"].as<std::string>();
+  s.checkpoint_every = r["checkpoint-every"].as<int>();
+  s.quiet = r.count("quiet") > 0;
+  run.output = r["output"].as<std::string>();
+  if (r.count("resume")) run.resume = r["resume"].as<std::string>();
+  run.previews = !r.count("no-previews");
+
+  const auto env = comm::DistributedEnv::from_environment();
+  std::shared_ptr<comm::Communicator> comm;
+  if (env.distributed()) {
+    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(r["timeout"].as<double>() * 1000));
+    comm = comm::Communicator::create(env, torch::Device(s.device), timeout);
+  }
+  const int rank = comm ? comm->rank() : 0;
+  auto summary = run_reconstruction(ScanProblem::from_cxi(r["data"].as<std::string>()), s, run, comm);
+  if (rank == 0) {
+    std::cout << "done: " << summary.iterations << " iterations in " << summary.seconds << " s, final loss "
+              << summary.final_loss;
+    if (summary.correlation) std::cout << ", correlation with the true object " << *summary.correlation;
+    std::cout << "\nresults:";
+    for (const auto& f : summary.files) std::cout << "\n  " << f;
+    std::cout << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,99 @@
+#pragma once
+// The reconstruction engine: one or more tiles per process, each a PtychoModel
+// over its extent with its own patterns and optimisers; the overlap reduction
+// makes every step equal to the undecomposed one (src/tiling.h). One tile in
+// one process is the ordinary, undecomposed reconstruction.
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "models/losses.h"
+#include "models/prior.h"
+#include "models/ptycho_model.h"
+#include "src/comm/halo_exchange.h"
+#include "src/tiling.h"
+#include "train/optimizers.h"
+#include "train/scan_problem.h"
+#include "train/settings.h"
+
+namespace tessera {
+
+namespace comm {
+class Communicator;
+}
+
+struct IterationStats {
+  int iteration = 0;       // 1-based count of completed iterations
+  double loss = 0;         // data loss per pattern, over all patterns
+  double seconds = 0;      // wall time of the iteration
+  double wait_seconds = 0; // of which blocked on communication
+};
+
+// Serialised optimiser state of each local tile (for --resume).
+using OptimizerStates = std::map<std::string, std::string>;
+
+class Reconstruction {
+ public:
+  Reconstruction(ScanProblem problem, ReconstructionSettings settings,
+                 std::shared_ptr<comm::Communicator> comm = nullptr);
+  ~Reconstruction();
+
+  // Adds a prior (regulariser or denoiser); several may be added.
+  void add_prior(std::shared_ptr<Prior> prior, PriorSettings settings);
+
+  IterationStats iterate();
+  int iteration() const { return iteration_; }
+
+  // Whole object (L, H, W) and probe (M, h, w), complex. With several ranks the
+  // object is gathered on rank 0 (other ranks get an undefined tensor).
+  torch::Tensor object() const;
+  torch::Tensor probe() const;
+
+  // Resume support: the complete state of this process.
+  OptimizerStates optimizer_states() const;
+  void restore(const torch::Tensor& object, const torch::Tensor& probe, int iteration,
+               const OptimizerStates& states);
+
+  const Tiling& tiling() const { return *tiling_; }
+  const ScanProblem& problem() const { return problem_; }
+  const ReconstructionSettings& settings() const { return settings_; }
+  double object_rate() const { return object_rate_; }
+  double probe_rate() const { return probe_rate_; }
+  int64_t batch_size() const { return batch_size_; }
+  int rank() const;
+  const std::vector<int>& local_tiles() const { return local_tiles_; }
+  int64_t local_pattern_count() const;
+  // Elements sent to other ranks per optimiser step (reduction + refresh + probe).
+  int64_t remote_elements_per_step() const;
+  const comm::HaloExchange& exchange() const { return *exchange_; }
+
+ private:
+  struct TileWorker;
+  void initialise_probe_and_object();
+  void derive_learning_rates();
+  double compute_batch(const std::vector<int64_t>& batch, int64_t global_batch_size);
+  void apply_denoisers();
+  double reduce_scalar(double v) const;  // sum over ranks
+  double reduce_max(double v) const;
+  void reduce_probe_gradient();
+
+  ScanProblem problem_;
+  ReconstructionSettings settings_;
+  std::shared_ptr<comm::Communicator> comm_;
+  const LossInfo* loss_;
+  const OptimizerInfo* optimizer_;
+  std::unique_ptr<Tiling> tiling_;
+  std::vector<int> local_tiles_, rank_of_tile_;
+  std::vector<std::unique_ptr<TileWorker>> workers_;
+  std::unique_ptr<comm::HaloExchange> exchange_;
+  torch::Tensor valid_fft_;  // (h, w) bool in FFT order
+  torch::Dtype real_dtype_ = torch::kFloat32;
+  int iteration_ = 0;
+  int64_t batch_size_ = 0;
+  double object_rate_ = 0, probe_rate_ = 0;
+  std::vector<std::pair<std::shared_ptr<Prior>, PriorSettings>> priors_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,68 @@
+#include "train/result_file.h"
+
+#include <cstring>
+
+#include "src/error.h"
+#include "src/io/atomic_file.h"
+#include "src/io/hdf5.h"
+
+namespace tessera {
+
+void write_result(const std::string& path, const ReconstructionResult& r) {
+  write_atomically(path, [&](const std::string& tmp) {
+    auto f = h5::File::create(tmp);
+    f.write_attribute("program", std::string("tessera"));
+    f.write_attribute("version", std::string(TESSERA_VERSION));
+    f.write_attribute("data_file", r.data_file);
+    auto g = f.require_group("/reconstruction");
+    g.create_dataset("object", r.object.to(torch::kComplexFloat).cpu());
+    g.create_dataset("probe", r.probe.to(torch::kComplexFloat).cpu());
+    g.create_dataset("positions_px", r.positions_px.to(torch::kFloat64).cpu());
+    g.create_dataset("pixel_size_m", r.pixel_size_m.to(torch::kFloat64).cpu());
+    g.create_dataset("loss", torch::tensor(r.loss, torch::kFloat64));
+    g.create_dataset("seconds", torch::tensor(r.seconds, torch::kFloat64));
+    g.write_scalar("iteration", static_cast<int64_t>(r.iteration));
+    g.write_string("settings", r.settings);
+    for (const auto& [key, bytes] : r.optimizer_states) {
+      auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+      std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+      g.create_dataset("optimizer_state/" + key, t);
+    }
+    f.create_soft_link("/entry_1/image_1/data", "/reconstruction/object");
+  });
+}
+
+ReconstructionResult read_result(const std::string& path) {
+  auto f = h5::File::open(path);
+  TESSERA_REQUIRE(DataError, f.exists("/reconstruction/object"), path,
+                  ": /reconstruction/object is missing: this is not a tessera result file");
+  auto g = f.group("/reconstruction");
+  ReconstructionResult r;
+  r.object = g.dataset("object").read(torch::kComplexFloat);
+  r.probe = g.dataset("probe").read(torch::kComplexFloat);
+  r.positions_px = g.dataset("positions_px").read(torch::kFloat64);
+  r.pixel_size_m = g.dataset("pixel_size_m").read(torch::kFloat64);
+  auto to_vec = [](const torch::Tensor& t) {
+    auto c = t.contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  };
+  r.loss = to_vec(g.dataset("loss").read(torch::kFloat64));
+  r.seconds = to_vec(g.dataset("seconds").read(torch::kFloat64));
+  r.iteration = static_cast<int>(g.dataset("iteration").read_scalar());
+  r.settings = g.dataset("settings").read_string();
+  if (f.has_attribute("data_file")) r.data_file = f.read_string_attribute("data_file");
+  if (g.exists("optimizer_state")) {
+    auto s = g.group("optimizer_state");
+    for (const auto& tile : s.children()) {
+      auto tg = s.group(tile);
+      for (const auto& part : tg.children()) {
+        auto t = tg.dataset(part).read(torch::kUInt8).contiguous();
+        r.optimizer_states[tile + "/" + part] =
+            std::string(reinterpret_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()));
+      }
+    }
+  }
+  return r;
+}
+
+}  // namespace tessera

@@ -1,0 +1,36 @@
+#pragma once
+// The reconstruction result file (HDF5). Layout:
+//   /reconstruction/object         (L, H, W) complex64   object, every slice
+//   /reconstruction/probe          (M, h, w) complex64   probe modes
+//   /reconstruction/positions_px   (N, 2) float64        window corners [y, x] in object pixels
+//   /reconstruction/pixel_size_m   (2,) float64          sample-plane pixel [y, x]
+//   /reconstruction/loss           (iterations,) float64 data loss per pattern
+//   /reconstruction/seconds        (iterations,) float64 wall time per iteration
+//   /reconstruction/iteration      scalar int            completed iterations
+//   /reconstruction/settings       string                every setting, "key = value" lines
+//   /reconstruction/optimizer_state/<tile>/<object|probe>  uint8, serialised torch::optim state (for --resume)
+//   /entry_1/image_1/data          soft link to the object (CXI readers find the image)
+//   root attributes: program = "tessera", version, data_file
+// Written atomically (temporary file + rename): an interrupted write never
+// replaces a good result.
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "train/reconstruction.h"
+
+namespace tessera {
+
+struct ReconstructionResult {
+  torch::Tensor object, probe, positions_px, pixel_size_m;
+  std::vector<double> loss, seconds;
+  int iteration = 0;
+  std::string settings, data_file;
+  OptimizerStates optimizer_states;
+};
+
+void write_result(const std::string& path, const ReconstructionResult& result);
+ReconstructionResult read_result(const std::string& path);
+
+}  // namespace tessera

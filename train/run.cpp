@@ -1,0 +1,157 @@
+#include "train/run.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "src/comm/communicator.h"
+#include "src/error.h"
+#include "src/image_quality.h"
+#include "src/io/atomic_file.h"
+#include "src/io/png.h"
+#include "train/result_file.h"
+
+namespace tessera {
+
+std::string sibling_path(const std::string& result, const std::string& suffix) {
+  std::string stem = result;
+  const auto slash = stem.find_last_of('/');
+  const auto dot = stem.find_last_of('.');
+  if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) stem = stem.substr(0, dot);
+  return stem + suffix;
+}
+
+std::optional<double> score_against_truth(const ScanProblem& problem, const torch::Tensor& object) {
+  if (!problem.truth || !object.defined()) return std::nullopt;
+  const auto& t = problem.truth->object;
+  if (t.dim() != 3 || t.size(1) != object.size(1) || t.size(2) != object.size(2)) return std::nullopt;
+  // Score the well-illuminated interior: the scanned region less half a window,
+  // where every pixel is seen by several probe positions.
+  const auto& s = problem.scan;
+  Rect r = s.scanned_region();
+  r = {r.y0 + s.frame_h / 4, r.x0 + s.frame_w / 4, r.h - s.frame_h / 2, r.w - s.frame_w / 2};
+  if (r.empty()) return std::nullopt;
+  return phase_correlation(t[0], object[0], r).correlation;
+}
+
+namespace {
+
+struct Writer {
+  const ScanProblem& problem;
+  const ReconstructionSettings& settings;
+  const RunOptions& options;
+  std::vector<double> loss, seconds;
+  std::vector<std::string> files;
+
+  void write(Reconstruction& rec, bool final_write, const torch::Tensor& object, const torch::Tensor& probe,
+             const OptimizerStates& states) {
+    if (rec.rank() != 0) return;
+    ReconstructionResult r;
+    r.object = object;
+    r.probe = probe;
+    r.positions_px = problem.scan.positions_px;
+    r.pixel_size_m = torch::tensor({problem.experiment.pixel_y_m(), problem.experiment.pixel_x_m()}, torch::kFloat64);
+    r.loss = loss;
+    r.seconds = seconds;
+    r.iteration = rec.iteration();
+    r.settings = settings.describe() + "object_rate_used = " + std::to_string(rec.object_rate()) +
+                 "\nprobe_rate_used = " + std::to_string(rec.probe_rate()) +
+                 "\nbatch_size_used = " + std::to_string(rec.batch_size()) + "\n";
+    r.data_file = problem.source;
+    r.optimizer_states = states;
+    write_result(options.output, r);
+    files = {options.output};
+    if (!final_write) return;
+    const std::string csv = sibling_path(options.output, "_metrics.csv");
+    write_atomically(csv, [&](const std::string& tmp) {
+      std::ofstream f(tmp);
+      f << "iteration,loss,seconds\n";
+      for (size_t i = 0; i < loss.size(); ++i) f << (i + 1) << "," << loss[i] << "," << seconds[i] << "\n";
+      TESSERA_REQUIRE(Error, f.good(), "cannot write ", tmp);
+    });
+    files.push_back(csv);
+    if (options.previews) {
+      // Previews show the scanned region, with the global phase removed so
+      // that the phase does not wrap.
+      const Rect sr = problem.scan.scanned_region();
+      auto o = object[0].slice(0, sr.y0, sr.y1()).slice(1, sr.x0, sr.x1());
+      auto mean = o.mean();
+      o = o * torch::polar(torch::ones_like(torch::abs(mean)), -torch::angle(mean));
+      const auto phase = sibling_path(options.output, "_object_phase.png");
+      const auto amp = sibling_path(options.output, "_object_amplitude.png");
+      const auto pr = sibling_path(options.output, "_probe_amplitude.png");
+      write_png(phase, torch::angle(o));
+      write_png(amp, torch::abs(o));
+      write_png(pr, torch::abs(probe[0]));
+      files.insert(files.end(), {phase, amp, pr});
+    }
+  }
+};
+
+}  // namespace
+
+RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings& settings, const RunOptions& options,
+                              std::shared_ptr<comm::Communicator> comm) {
+  Reconstruction rec(problem, settings, comm);
+  const bool root = rec.rank() == 0;
+  Writer writer{rec.problem(), rec.settings(), options, {}, {}, {}};
+  if (!options.resume.empty()) {
+    auto prev = read_result(options.resume);
+    rec.restore(prev.object, prev.probe, prev.iteration, prev.optimizer_states);
+    writer.loss = prev.loss;
+    writer.seconds = prev.seconds;
+    if (root && !settings.quiet)
+      std::cout << "resuming " << options.resume << " after iteration " << prev.iteration << std::endl;
+  }
+  if (root && !settings.quiet) {
+    std::cout << "tessera " << TESSERA_VERSION << ": " << problem.source << ", " << problem.scan.num_positions()
+              << " patterns of " << problem.scan.frame_h << "x" << problem.scan.frame_w << ", object "
+              << problem.scan.object_h << "x" << problem.scan.object_w << " px, " << rec.tiling().num_tiles()
+              << " tile(s), " << settings.optimizer << "/" << settings.loss << ", batch " << rec.batch_size()
+              << ", rates object " << rec.object_rate() << " probe " << rec.probe_rate() << std::endl;
+  }
+  // The last state known good, written if the run diverges. A single process
+  // keeps it every iteration (a copy of the object); several ranks keep it at
+  // checkpoints, which avoids gathering the object on rank 0 every iteration.
+  const bool single = !comm || comm->size() == 1;
+  torch::Tensor good_object = rec.object(), good_probe = rec.probe();
+  RunSummary summary;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (rec.iteration() < settings.iterations) {
+    IterationStats st;
+    try {
+      st = rec.iterate();
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("diverged") == std::string::npos) throw;
+      // No optimiser state: resuming a diverged run should not be silent.
+      writer.write(rec, true, good_object, good_probe, {});
+      throw;
+    }
+    writer.loss.push_back(st.loss);
+    writer.seconds.push_back(st.seconds);
+    const bool last = rec.iteration() == settings.iterations;
+    const bool checkpoint = settings.checkpoint_every > 0 && rec.iteration() % settings.checkpoint_every == 0;
+    if (single || checkpoint || last) {
+      good_object = rec.object();
+      good_probe = rec.probe();
+    }
+    if (checkpoint && !last) writer.write(rec, false, good_object, good_probe, rec.optimizer_states());
+    if (root && !settings.quiet) {
+      const double remaining = st.seconds * (settings.iterations - rec.iteration());
+      std::printf("iter %4d/%d  loss %.6e  %.3f s/it  ETA %.0f s\n", rec.iteration(), settings.iterations, st.loss,
+                  st.seconds, remaining);
+      std::fflush(stdout);
+    }
+  }
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  summary.iterations = rec.iteration();
+  summary.final_loss = writer.loss.empty() ? 0 : writer.loss.back();
+  writer.write(rec, true, good_object, good_probe, rec.optimizer_states());
+  summary.correlation = root ? score_against_truth(rec.problem(), good_object) : std::nullopt;
+  summary.files = writer.files;
+  return summary;
+}
+
+}  // namespace tessera

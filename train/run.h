@@ -1,0 +1,36 @@
+#pragma once
+// A complete reconstruction run as the command line does it: progress lines,
+// checkpoints, result file, PNG previews, CSV metrics, resume, divergence.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "train/reconstruction.h"
+
+namespace tessera {
+
+struct RunOptions {
+  std::string output = "result.h5";  // result file; previews and CSV are written beside it
+  std::string resume;                // a result file to continue from
+  bool previews = true;
+};
+
+struct RunSummary {
+  int iterations = 0;
+  double final_loss = 0;
+  double seconds = 0;                      // wall time of all iterations
+  std::optional<double> correlation;       // against the ground truth, when the file has one
+  std::vector<std::string> files;          // everything written
+};
+
+// Output paths derived from the result path: "<stem>_object_phase.png", ...
+std::string sibling_path(const std::string& result, const std::string& suffix);
+
+RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings& settings, const RunOptions& options,
+                              std::shared_ptr<comm::Communicator> comm = nullptr);
+
+// Correlation of the reconstructed object with the truth (slice 0), over the scanned region.
+std::optional<double> score_against_truth(const ScanProblem& problem, const torch::Tensor& object);
+
+}  // namespace tessera

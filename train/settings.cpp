@@ -1,0 +1,19 @@
+#include "train/settings.h"
+
+#include <sstream>
+
+namespace tessera {
+
+std::string ReconstructionSettings::describe() const {
+  std::ostringstream s;
+  s << "iterations = " << iterations << "\noptimizer = " << optimizer << "\nloss = " << loss
+    << "\nobject_rate = " << object_rate << "\nprobe_rate = " << probe_rate << "\nrate_scale = " << rate_scale
+    << "\nprobe_from = " << probe_from << "\nbatch_size = " << batch_size << "\nchunk_size = " << chunk_size
+    << "\nseed = " << seed << "\ntiles = " << tiles << "\ntiles_y = " << tiles_y << "\ntiles_x = " << tiles_x
+    << "\nprobe_modes = " << probe_modes << "\nuse_file_probe = " << use_file_probe << "\nthreads = " << threads
+    << "\ndevice = " << device << "\nprecision = " << precision << "\ncheckpoint_every = " << checkpoint_every
+    << "\n";
+  return s.str();
+}
+
+}  // namespace tessera

@@ -1,0 +1,33 @@
+#pragma once
+// Everything a reconstruction run is configured with; recorded in the result file.
+#include <cstdint>
+#include <string>
+
+namespace tessera {
+
+struct ReconstructionSettings {
+  int iterations = 100;
+  std::string optimizer = "adam";
+  std::string loss = "amplitude";
+  double object_rate = 0;   // learning rate of the object; 0 = derived from the data
+  double probe_rate = 0;    // learning rate of the probe; 0 = derived from the data
+  double rate_scale = 1;    // multiplies both derived rates
+  int probe_from = 1;       // iteration (0-based) from which the probe is refined; -1 = never
+  int64_t batch_size = 0;   // patterns per optimiser step over all tiles; 0 = automatic
+  int64_t chunk_size = 64;  // patterns per forward/backward pass (bounds memory)
+  uint64_t seed = 1;        // mini-batch order
+  int tiles = 1;            // number of tiles (grid chosen automatically) ...
+  int tiles_y = 0, tiles_x = 0;  // ... or an explicit grid
+  int64_t probe_modes = 1;
+  bool use_file_probe = true;  // start from the file's probe guess when it has one
+  int threads = 0;          // 0 = OMP_NUM_THREADS or every core
+  std::string device = "cpu";
+  std::string precision = "float";  // float or double
+  int checkpoint_every = 10;  // write the result file every N iterations (0 = only at the end)
+  bool quiet = false;
+
+  // key = value lines, stored in the result file and printed at the start.
+  std::string describe() const;
+};
+
+}  // namespace tessera
