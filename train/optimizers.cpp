@@ -23,14 +23,14 @@ std::map<std::string, OptimizerInfo>& registry() {
                     [](std::vector<torch::Tensor> p, double lr) {
                       return std::make_unique<Adagrad>(std::move(p), AdagradOptions(lr));
                     }};
-    m["sgd"] = {"sgd", "gradient descent with Nesterov momentum 0.9", StepScaling::InverseCurvature, 0.25,
+    m["sgd"] = {"sgd", "gradient descent with Nesterov momentum 0.9", StepScaling::InverseCurvature, 0.1,
                 [](std::vector<torch::Tensor> p, double lr) {
                   return std::make_unique<SGD>(std::move(p), SGDOptions(lr).momentum(0.9).nesterov(true));
                 }};
     m["lbfgs"] = {"lbfgs", "L-BFGS with strong-Wolfe line search (full batch, one tile)",
                   StepScaling::LineSearch, 1.0, [](std::vector<torch::Tensor> p, double lr) {
                     return std::make_unique<LBFGS>(
-                        std::move(p), LBFGSOptions(lr).max_iter(4).history_size(10).line_search_fn("strong_wolfe"));
+                        std::move(p), LBFGSOptions(lr).max_iter(2).history_size(10).line_search_fn("strong_wolfe"));
                   }};
     return m;
   }();

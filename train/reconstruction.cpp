@@ -136,10 +136,17 @@ Reconstruction::~Reconstruction() = default;
 
 int Reconstruction::rank() const { return comm_ ? comm_->rank() : 0; }
 
+void Reconstruction::wait_collective(comm::Request& request) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  request.wait();
+  collective_wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 double Reconstruction::reduce_scalar(double v) const {
   if (!comm_ || comm_->size() == 1) return v;
   auto t = torch::tensor({v}, torch::kFloat64);
-  comm_->allreduce_sum(t).wait();
+  auto r = comm_->allreduce_sum(t);
+  wait_collective(r);
   return t.item<double>();
 }
 
@@ -148,7 +155,8 @@ double Reconstruction::reduce_max(double v) const {
   // Each rank fills its own slot; the sum then holds every rank's value.
   auto t = torch::zeros({comm_->size()}, torch::kFloat64);
   t[comm_->rank()] = v;
-  comm_->allreduce_sum(t).wait();
+  auto r = comm_->allreduce_sum(t);
+  wait_collective(r);
   return t.max().item<double>();
 }
 
@@ -282,12 +290,10 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   // Pipeline: halo-touching patterns first, so their halo gradients can be on
   // the wire while the interior patterns are computed.
   for (size_t w = 0; w < workers_.size(); ++w) run(*workers_[w], boundary[w]);
-  std::map<int, torch::Tensor> grads;
-  for (auto& wk : workers_) grads[wk->tile.index] = wk->model->object_real.grad();
-  exchange_->start_reduction(grads);
-  for (size_t w = 0; w < workers_.size(); ++w) run(*workers_[w], interior[w]);
   // Regularisers: each tile sums the terms of the pixels it owns, once per
-  // step, so the penalty's gradient also adds up to the undecomposed one.
+  // step, so the penalty's gradient also adds up to the undecomposed one. Its
+  // gradient reaches the halo (terms of owned pixels read their neighbours),
+  // so it must be in place before start_reduction packs the halo parts.
   for (auto& [prior, ps] : priors_) {
     if (!prior->is_regulariser() || ps.weight == 0) continue;
     for (auto& wk : workers_) {
@@ -297,22 +303,31 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
       loss_sum += penalty.item<double>() * static_cast<double>(global_batch_size);
     }
   }
+  std::map<int, torch::Tensor> grads;
+  for (auto& wk : workers_) grads[wk->tile.index] = wk->model->object_real.grad();
+  exchange_->start_reduction(grads);
+  for (size_t w = 0; w < workers_.size(); ++w) run(*workers_[w], interior[w]);
+  // The probe is shared by every pattern: its gradient is the sum over tiles,
+  // complete once every local pattern ran. Its allreduce is in flight while
+  // the halo reduction finishes.
+  torch::Tensor probe_total;
+  comm::Request probe_sum;
+  if (refine_probe) {
+    probe_total = torch::zeros_like(workers_.front()->model->probe_real);
+    for (auto& wk : workers_) probe_total += wk->model->probe_real.grad();
+    if (comm_ && comm_->size() > 1) probe_sum = comm_->allreduce_sum(probe_total);
+  }
   exchange_->finish_reduction(grads);
-  if (refine_probe) reduce_probe_gradient();
+  if (refine_probe) {
+    wait_collective(probe_sum);
+    for (auto& wk : workers_) wk->model->probe_real.mutable_grad().copy_(probe_total);
+  }
   return loss_sum;
-}
-
-void Reconstruction::reduce_probe_gradient() {
-  // The probe is shared by every pattern: its gradient is the sum over tiles.
-  auto total = torch::zeros_like(workers_.front()->model->probe_real);
-  for (auto& wk : workers_) total += wk->model->probe_real.grad();
-  if (comm_ && comm_->size() > 1) comm_->allreduce_sum(total).wait();
-  for (auto& wk : workers_) wk->model->probe_real.mutable_grad().copy_(total);
 }
 
 IterationStats Reconstruction::iterate() {
   const auto t0 = std::chrono::steady_clock::now();
-  const double wait0 = exchange_->wait_seconds();
+  const double wait0 = exchange_->wait_seconds() + collective_wait_seconds_;
   const int64_t N = problem_.scan.num_positions();
   // The batch order depends only on (seed, iteration): every rank, and a
   // resumed run, draws the same batches.
@@ -361,7 +376,7 @@ IterationStats Reconstruction::iterate() {
   st.iteration = iteration_;
   st.loss = total_loss / static_cast<double>(N);
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  st.wait_seconds = exchange_->wait_seconds() - wait0;
+  st.wait_seconds = exchange_->wait_seconds() + collective_wait_seconds_ - wait0;
   return st;
 }
 
@@ -448,7 +463,8 @@ int64_t Reconstruction::remote_elements_per_step() const {
   const int64_t L = workers_.front()->model->object_real.size(0);
   const int64_t probe = workers_.front()->model->probe().numel();
   const bool multi = comm_ && comm_->size() > 1;
-  return 2 * exchange_->remote_elements_per_exchange(L) + (multi ? probe : 0);
+  return exchange_->remote_elements_per_exchange(L) + exchange_->remote_elements_per_refresh(L) +
+         (multi ? probe : 0);
 }
 
 OptimizerStates Reconstruction::optimizer_states() const {

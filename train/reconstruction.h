@@ -28,7 +28,7 @@ struct IterationStats {
   int iteration = 0;       // 1-based count of completed iterations
   double loss = 0;         // data loss per pattern, over all patterns
   double seconds = 0;      // wall time of the iteration
-  double wait_seconds = 0; // of which blocked on communication
+  double wait_seconds = 0; // of which blocked on communication (halo exchange and collectives)
 };
 
 // Serialised optimiser state of each local tile (for --resume).
@@ -77,7 +77,7 @@ class Reconstruction {
   void apply_denoisers();
   double reduce_scalar(double v) const;  // sum over ranks
   double reduce_max(double v) const;
-  void reduce_probe_gradient();
+  void wait_collective(comm::Request& request) const;  // waits, adding to collective_wait_seconds_
 
   ScanProblem problem_;
   ReconstructionSettings settings_;
@@ -93,6 +93,7 @@ class Reconstruction {
   int iteration_ = 0;
   int64_t batch_size_ = 0;
   double object_rate_ = 0, probe_rate_ = 0;
+  mutable double collective_wait_seconds_ = 0;  // blocked in allreduces so far
   std::vector<std::pair<std::shared_ptr<Prior>, PriorSettings>> priors_;
 };
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 
@@ -59,6 +60,12 @@ struct Writer {
     r.settings = settings.describe() + "object_rate_used = " + std::to_string(rec.object_rate()) +
                  "\nprobe_rate_used = " + std::to_string(rec.probe_rate()) +
                  "\nbatch_size_used = " + std::to_string(rec.batch_size()) + "\n";
+    for (const auto& [prior, ps] : options.priors)
+      r.settings += "prior = " + prior->name() +
+                    (prior->is_regulariser() ? ", weight " + std::to_string(ps.weight) : std::string()) +
+                    (prior->is_denoiser() ? ", every " + std::to_string(ps.every) + ", blend " + std::to_string(ps.blend)
+                                          : std::string()) +
+                    "\n";
     r.data_file = problem.source;
     r.optimizer_states = states;
     write_result(options.output, r);
@@ -90,11 +97,69 @@ struct Writer {
   }
 };
 
+// Every tile's optimiser state, on rank 0 (each rank holds only its own
+// tiles'): the result file that rank 0 writes must hold them all, or --resume
+// fails for every tile not on rank 0. Called by every rank, like a collective;
+// other ranks get an empty map.
+OptimizerStates gather_optimizer_states(const Reconstruction& rec, comm::Communicator* comm) {
+  OptimizerStates states = rec.optimizer_states();
+  if (!comm || comm->size() == 1) return states;
+  // Above every halo tag (2 per link) and the object gather's (1 << 28) + tile.
+  constexpr int kTag = 1 << 29;
+  std::string bytes;  // per entry: key length, key, value length, value (int64 lengths)
+  auto put = [&bytes](const std::string& s) {
+    const int64_t n = static_cast<int64_t>(s.size());
+    bytes.append(reinterpret_cast<const char*>(&n), sizeof n);
+    bytes += s;
+  };
+  for (const auto& [key, value] : states) {
+    put(key);
+    put(value);
+  }
+  auto sizes = torch::zeros({comm->size()}, torch::kInt64);
+  sizes[comm->rank()] = static_cast<int64_t>(bytes.size());
+  comm->allreduce_sum(sizes).wait();
+  if (comm->rank() != 0) {
+    auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+    if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+    comm->isend(t, 0, kTag).wait();
+    return {};
+  }
+  std::vector<torch::Tensor> parts(comm->size());
+  std::vector<comm::Request> requests;
+  for (int r = 1; r < comm->size(); ++r) {
+    parts[r] = torch::empty({sizes[r].item<int64_t>()}, torch::kUInt8);
+    requests.push_back(comm->irecv(parts[r], r, kTag));
+  }
+  for (auto& req : requests) req.wait();
+  for (int r = 1; r < comm->size(); ++r) {
+    const char* p = reinterpret_cast<const char*>(parts[r].data_ptr());
+    const char* end = p + parts[r].numel();
+    auto get = [&]() {
+      int64_t n = 0;
+      TESSERA_REQUIRE(CommunicationError, end - p >= static_cast<int64_t>(sizeof n), "rank ", r,
+                      " sent a truncated optimizer state");
+      std::memcpy(&n, p, sizeof n);
+      p += sizeof n;
+      TESSERA_REQUIRE(CommunicationError, n >= 0 && end - p >= n, "rank ", r, " sent a truncated optimizer state");
+      std::string s(p, static_cast<size_t>(n));
+      p += n;
+      return s;
+    };
+    while (p < end) {
+      std::string key = get();
+      states[key] = get();
+    }
+  }
+  return states;
+}
+
 }  // namespace
 
 RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings& settings, const RunOptions& options,
                               std::shared_ptr<comm::Communicator> comm) {
   Reconstruction rec(problem, settings, comm);
+  for (const auto& [prior, ps] : options.priors) rec.add_prior(prior, ps);
   const bool root = rec.rank() == 0;
   Writer writer{rec.problem(), rec.settings(), options, {}, {}, {}};
   if (!options.resume.empty()) {
@@ -137,7 +202,8 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
       good_object = rec.object();
       good_probe = rec.probe();
     }
-    if (checkpoint && !last) writer.write(rec, false, good_object, good_probe, rec.optimizer_states());
+    if (checkpoint && !last)
+      writer.write(rec, false, good_object, good_probe, gather_optimizer_states(rec, comm.get()));
     if (root && !settings.quiet) {
       const double remaining = st.seconds * (settings.iterations - rec.iteration());
       std::printf("iter %4d/%d  loss %.6e  %.3f s/it  ETA %.0f s\n", rec.iteration(), settings.iterations, st.loss,
@@ -148,7 +214,7 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.iterations = rec.iteration();
   summary.final_loss = writer.loss.empty() ? 0 : writer.loss.back();
-  writer.write(rec, true, good_object, good_probe, rec.optimizer_states());
+  writer.write(rec, true, good_object, good_probe, gather_optimizer_states(rec, comm.get()));
   summary.correlation = root ? score_against_truth(rec.problem(), good_object) : std::nullopt;
   summary.files = writer.files;
   return summary;

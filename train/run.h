@@ -5,6 +5,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "train/reconstruction.h"
 
@@ -14,6 +16,9 @@ struct RunOptions {
   std::string output = "result.h5";  // result file; previews and CSV are written beside it
   std::string resume;                // a result file to continue from
   bool previews = true;
+  // Regularisers and denoisers added to the reconstruction (models/priors/),
+  // in this order; recorded in the result file's settings text.
+  std::vector<std::pair<std::shared_ptr<Prior>, PriorSettings>> priors;
 };
 
 struct RunSummary {

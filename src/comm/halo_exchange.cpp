@@ -116,4 +116,11 @@ int64_t HaloExchange::remote_elements_per_exchange(int64_t slices) const {
   return n;
 }
 
+int64_t HaloExchange::remote_elements_per_refresh(int64_t slices) const {
+  int64_t n = 0;
+  for (const Link& l : links_)
+    if (is_local(l.to) && !is_local(l.from)) n += l.elements_per_slice * slices;
+  return n;
+}
+
 }  // namespace tessera::comm

@@ -38,8 +38,11 @@ class HaloExchange {
   // Owners copy their values over every halo that holds a copy of their pixels.
   void refresh(std::map<int, torch::Tensor>& arrays);
 
-  // Elements this process sends to other ranks per reduction (refresh sends as many).
+  // Elements this process sends to other ranks per reduction (its halo parts
+  // owned by remote tiles) and per refresh (its owned pixels held in remote
+  // halos). Summed over all ranks the two are equal; per rank they differ.
   int64_t remote_elements_per_exchange(int64_t slices) const;
+  int64_t remote_elements_per_refresh(int64_t slices) const;
   // Seconds spent blocked in waits so far (for the pipeline's communication fraction).
   double wait_seconds() const { return wait_seconds_; }
 

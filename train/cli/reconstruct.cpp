@@ -1,6 +1,8 @@
 #include <cxxopts.hpp>
 #include <iostream>
 
+#include "models/priors/native.h"
+#include "models/priors/torchscript.h"
 #include "src/comm/communicator.h"
 #include "src/comm/distributed_env.h"
 #include "src/error.h"
@@ -40,6 +42,21 @@ int reconstruct(int argc, char** argv) {
       ("checkpoint-every", "write the result every N iterations (0: only at the end)", cxxopts::value<int>()->default_value("10"))
       ("resume", "continue from this result file", cxxopts::value<std::string>())
       ("timeout", "seconds to wait for a peer rank before failing", cxxopts::value<double>()->default_value("60"))
+      ("prior", "built-in regulariser, repeatable: tv (total variation of phase and amplitude), tv-phase, "
+                "tv-amplitude or smooth (quadratic gradient); needs --prior-weight",
+       cxxopts::value<std::vector<std::string>>())
+      ("prior-weight", "weight of the regularisers (--prior, --regulariser): the loss is the mean data loss per "
+                       "pattern + weight * penalty, the penalty a sum over object pixels (typical 1e-3..1e-1 for "
+                       "tv at 1e3 photons per frame; scale it with the photon count)",
+       cxxopts::value<double>()->default_value("0"))
+      ("regulariser", "TorchScript regulariser R(x) -> scalar or (L, H, W) map, x the object as (L, 2, H, W) "
+                      "real/imaginary channels (see models/priors/torchscript.h); weighted by --prior-weight",
+       cxxopts::value<std::string>())
+      ("denoiser", "TorchScript plug-and-play denoiser D(x) -> x, x the object as (L, 2, H, W) real/imaginary "
+                   "channels, applied after every --denoise-every iterations (e.g. models/denoiser.pt)",
+       cxxopts::value<std::string>())
+      ("denoise-every", "apply the denoiser every N iterations", cxxopts::value<int>()->default_value("1"))
+      ("denoise-blend", "object <- (1 - B) object + B denoised, B in [0, 1]", cxxopts::value<double>()->default_value("1"))
       ("no-previews", "do not write PNG previews")
       ("q,quiet", "no progress lines")
       ("h,help", "this help");
@@ -79,6 +96,31 @@ int reconstruct(int argc, char** argv) {
   run.output = r["output"].as<std::string>();
   if (r.count("resume")) run.resume = r["resume"].as<std::string>();
   run.previews = !r.count("no-previews");
+  {
+    // Priors (models/priors/): files are loaded and checked here, before any data is read.
+    const double weight = r["prior-weight"].as<double>();
+    const bool has_regulariser = r.count("prior") || r.count("regulariser");
+    TESSERA_REQUIRE(SettingsError, !has_regulariser || weight > 0,
+                    "--prior and --regulariser need a positive --prior-weight, got ", weight);
+    TESSERA_REQUIRE(SettingsError, has_regulariser || !r.count("prior-weight"),
+                    "--prior-weight is given but there is no regulariser (--prior or --regulariser)");
+    TESSERA_REQUIRE(SettingsError, r.count("denoiser") || (!r.count("denoise-every") && !r.count("denoise-blend")),
+                    "--denoise-every and --denoise-blend need --denoiser FILE.pt");
+    PriorSettings reg;
+    reg.weight = weight;
+    if (r.count("prior"))
+      for (const auto& name : r["prior"].as<std::vector<std::string>>()) run.priors.emplace_back(make_builtin_prior(name), reg);
+    if (r.count("regulariser"))
+      run.priors.emplace_back(std::make_shared<TorchScriptRegulariser>(r["regulariser"].as<std::string>()), reg);
+    if (r.count("denoiser")) {
+      PriorSettings den;
+      den.every = r["denoise-every"].as<int>();
+      den.blend = r["denoise-blend"].as<double>();
+      TESSERA_REQUIRE(SettingsError, den.every >= 1, "--denoise-every must be >= 1, got ", den.every);
+      TESSERA_REQUIRE(SettingsError, den.blend > 0 && den.blend <= 1, "--denoise-blend must be in (0, 1], got ", den.blend);
+      run.priors.emplace_back(std::make_shared<TorchScriptDenoiser>(r["denoiser"].as<std::string>()), den);
+    }
+  }
 
   const auto env = comm::DistributedEnv::from_environment();
   std::shared_ptr<comm::Communicator> comm;
