@@ -13,6 +13,7 @@
 //   bench_distributed [--ranks 1,2,4,8] [--scan 48] [--frame 64] [--step 4]
 //                     [--iterations 4] [--warmup 1] [--data FILE]
 //                     [--launcher direct|torchrun] [--threads 1]
+//                     [--chunk-size 64] [--batch-size 0] [--modes 1]
 //
 // Worker (one rank; what the driver or torchrun starts):
 //
@@ -127,6 +128,22 @@ int64_t max_rss_bytes() {
   return static_cast<int64_t>(u.ru_maxrss) * 1024;
 }
 
+// Seconds this (main, computing) thread spent runnable but without a core:
+// other ranks or other programs held them (/proc/thread-self/schedstat).
+double runqueue_seconds() {
+  std::ifstream f("/proc/thread-self/schedstat");
+  double on_cpu = 0, waiting = 0;
+  f >> on_cpu >> waiting;
+  return waiting * 1e-9;
+}
+
+std::string load_average() {
+  std::ifstream f("/proc/loadavg");
+  std::string one, five;
+  f >> one >> five;
+  return one + " (1 min), " + five + " (5 min)";
+}
+
 // CPU time of every thread of this process (compute, OpenMP, Gloo).
 double cpu_seconds() {
   timespec t{};
@@ -155,6 +172,8 @@ struct Options {
   int64_t scan = 48, frame = 64;
   double step = 4;
   int iterations = 4, warmup = 1, threads = 1;
+  int64_t chunk_size = 64, batch_size = 0;  // as `tessera reconstruct` (0: automatic)
+  int64_t modes = 1;                         // probe modes of the reconstruction
   std::string data, launcher = "direct";
 };
 
@@ -185,12 +204,16 @@ Options parse(int argc, char** argv) {
     else if (a == "--iterations") o.iterations = std::stoi(next());
     else if (a == "--warmup") o.warmup = std::stoi(next());
     else if (a == "--threads") o.threads = std::stoi(next());
+    else if (a == "--chunk-size") o.chunk_size = std::stoll(next());
+    else if (a == "--batch-size") o.batch_size = std::stoll(next());
+    else if (a == "--modes") o.modes = std::stoll(next());
     else if (a == "--data") o.data = next();
     else if (a == "--launcher") o.launcher = next();
     else {
       std::fprintf(stderr,
                    "usage: bench_distributed [--ranks 1,2,4,8] [--scan N] [--frame N] [--step px] "
                    "[--iterations N] [--warmup N] [--data FILE] [--launcher direct|torchrun] [--threads N]\n"
+                   "       [--chunk-size N] [--batch-size N] [--modes N]\n"
                    "       bench_distributed --worker --data FILE [--iterations N] [--warmup N]\n");
       std::exit(2);
     }
@@ -223,6 +246,7 @@ enum Field {
   kEngineSentPerIt,  // HaloExchange counts * element bytes * steps
   kAllreducePerIt,   // allreduce payload per iteration (not in bytes_sent)
   kCpuPerIt,         // CPU seconds of the process per iteration
+  kRunqPerIt,        // seconds runnable without a core per iteration
   kFields
 };
 
@@ -240,6 +264,9 @@ int worker(const Options& o) {
   s.quiet = true;
   s.checkpoint_every = 0;
   s.threads = threads;
+  s.chunk_size = o.chunk_size;
+  s.batch_size = o.batch_size;
+  s.probe_modes = o.modes;
 
   const int64_t baseline = g_live.load();
   g_peak.store(baseline);
@@ -251,13 +278,13 @@ int worker(const Options& o) {
   const int64_t sent0 = comm ? comm->bytes_sent() : 0;
   const double halo0 = rec.exchange().wait_seconds();
   double seconds = 0, wait = 0;
-  const double cpu0 = cpu_seconds();
+  const double cpu0 = cpu_seconds(), runq0 = runqueue_seconds();
   for (int i = 0; i < o.iterations; ++i) {
     const auto st = rec.iterate();
     seconds += st.seconds;
     wait += st.wait_seconds;
   }
-  const double cpu = cpu_seconds() - cpu0;
+  const double cpu = cpu_seconds() - cpu0, runq = runqueue_seconds() - runq0;
   const double n = o.iterations;
   const int64_t sent = comm ? comm->bytes_sent() - sent0 : 0;
   const double halo_wait = rec.exchange().wait_seconds() - halo0;
@@ -270,6 +297,8 @@ int worker(const Options& o) {
   in.chunk_size = s.chunk_size;
   in.real_bytes = 4;
   in.optimizer_state_copies = 2;  // Adam
+  in.probe_modes = o.modes;
+  in.batch_size = rec.batch_size();
   const int64_t complex_bytes = 2 * in.real_bytes;
 
   auto row = torch::zeros({K, kFields}, torch::kFloat64);
@@ -314,7 +343,8 @@ int worker(const Options& o) {
                                       predicted_sent,
                                       engine_sent,
                                       allreduce,
-                                      cpu / n};
+                                      cpu / n,
+                                      runq / n};
   for (int f = 0; f < kFields; ++f) r[f] = values[f];
   if (comm) comm->allreduce_sum(row).wait();
   if (me != 0) return 0;
@@ -329,22 +359,34 @@ int worker(const Options& o) {
               static_cast<long long>(rec.batch_size()), static_cast<long long>(steps), threads, o.iterations,
               o.warmup);
   std::printf("  undecomposed model: %s MiB\n", mib(static_cast<double>(whole.total())).c_str());
-  std::printf("  %4s %5s %6s %3s | %9s %9s %6s %9s %8s | %7s %6s %6s | %9s %9s %9s %9s\n", "rank", "pats", "extent",
-              "nbr", "tensorMiB", "modelMiB", "meas/m", "setupMiB", "rssMiB", "s/it", "wait%", "halo%",
-              "sentKiB", "modelKiB", "engineKiB", "allredKiB");
+  std::printf("  %4s %5s %6s %3s | %9s %9s %6s %9s %8s | %7s %7s %6s %6s %6s %6s | %9s %9s %9s %9s\n", "rank",
+              "pats", "extent", "nbr", "tensorMiB", "modelMiB", "meas/m", "setupMiB", "rssMiB", "s/it", "cpu s/it",
+              "wait%", "halo%", "runq%", "sleep%", "sentKiB", "modelKiB", "engineKiB", "allredKiB");
   double max_s = 0, max_peak = 0, max_pred = 0, max_rss = 0, sum_wait_frac = 0, max_wait_frac = 0, sum_sent = 0,
-         sum_pred_sent = 0, sum_engine = 0, sum_halo_frac = 0, max_sent = 0, max_pred_sent = 0;
+         sum_pred_sent = 0, sum_engine = 0, sum_halo_frac = 0, max_sent = 0, max_pred_sent = 0, sum_cpu = 0,
+         max_ratio = 0, min_ratio = 1e30, sum_runq = 0, sum_sleep = 0, max_sleep = 0;
   for (int k = 0; k < K; ++k) {
     const double wf = a[k][kWaitPerIt] / a[k][kSecondsPerIt], hf = a[k][kHaloWaitPerIt] / a[k][kSecondsPerIt];
-    std::printf("  %4d %5.0f %6.0f %3.0f | %9s %9s %6.2f %9s %8s | %7.4f %5.1f%% %5.1f%% | %9s %9s %9s %9s\n", k,
-                a[k][kPatterns], a[k][kExtent], a[k][kNeighbours], mib(a[k][kTensorPeak]).c_str(),
-                mib(a[k][kPredicted]).c_str(), a[k][kTensorPeak] / a[k][kPredicted], mib(a[k][kSetupPeak]).c_str(),
-                mib(a[k][kMaxRss]).c_str(), a[k][kSecondsPerIt], 100 * wf, 100 * hf, kib(a[k][kSentPerIt]).c_str(),
+    const double ratio = a[k][kTensorPeak] / a[k][kPredicted];
+    const double rq = a[k][kRunqPerIt] / a[k][kSecondsPerIt];
+    // Off-core without wanting a core: asleep, i.e. blocked on a message.
+    const double sl = std::max(0.0, 1.0 - (a[k][kCpuPerIt] + a[k][kRunqPerIt]) / a[k][kSecondsPerIt]);
+    sum_runq += rq;
+    sum_sleep += sl;
+    max_sleep = std::max(max_sleep, sl);
+    std::printf("  %4d %5.0f %6.0f %3.0f | %9s %9s %6.2f %9s %8s | %7.4f %7.4f %5.1f%% %5.1f%% %5.1f%% %5.1f%% | %9s %9s "
+                "%9s %9s\n",
+                k, a[k][kPatterns], a[k][kExtent], a[k][kNeighbours], mib(a[k][kTensorPeak]).c_str(),
+                mib(a[k][kPredicted]).c_str(), ratio, mib(a[k][kSetupPeak]).c_str(), mib(a[k][kMaxRss]).c_str(),
+                a[k][kSecondsPerIt], a[k][kCpuPerIt], 100 * wf, 100 * hf, 100 * rq, 100 * sl,
+                kib(a[k][kSentPerIt]).c_str(),
                 kib(a[k][kPredSentPerIt]).c_str(), kib(a[k][kEngineSentPerIt]).c_str(),
                 kib(a[k][kAllreducePerIt]).c_str());
     max_s = std::max(max_s, a[k][kSecondsPerIt]);
     max_peak = std::max(max_peak, a[k][kTensorPeak]);
     max_pred = std::max(max_pred, a[k][kPredicted]);
+    max_ratio = std::max(max_ratio, ratio);
+    min_ratio = std::min(min_ratio, ratio);
     max_rss = std::max(max_rss, a[k][kMaxRss]);
     sum_wait_frac += wf;
     sum_halo_frac += hf;
@@ -354,7 +396,13 @@ int worker(const Options& o) {
     sum_engine += a[k][kEngineSentPerIt];
     max_sent = std::max(max_sent, a[k][kSentPerIt]);
     max_pred_sent = std::max(max_pred_sent, a[k][kPredSentPerIt]);
+    sum_cpu += a[k][kCpuPerIt];
   }
+  // Cores left idle: on an oversubscribed machine a blocked rank hands its
+  // core to another, so wall-clock waits overstate what communication costs.
+  const double cores = std::min<double>(static_cast<double>(K) * threads,
+                                        std::max(1u, std::thread::hardware_concurrency()));
+  const double idle = std::max(0.0, 1.0 - sum_cpu / (max_s * cores));
   // Model components of the rank with the largest prediction.
   int top = 0;
   for (int k = 1; k < K; ++k)
@@ -363,13 +411,17 @@ int worker(const Options& o) {
               top, mib(a[top][kPredObject]).c_str(), mib(a[top][kPredProbe]).c_str(),
               mib(a[top][kPredPatterns]).c_str(), mib(a[top][kPredIntermediates]).c_str(),
               mib(a[top][kPredExchange]).c_str());
-  std::printf("SUMMARY K=%d s_per_it=%.4f tensor_peak_mib=%s model_peak_mib=%s rss_mib=%s wait_pct_mean=%.1f "
-              "wait_pct_max=%.1f halo_wait_pct_mean=%.1f sent_kib_mean=%s sent_kib_max=%s model_kib_mean=%s "
-              "model_kib_max=%s engine_kib_mean=%s allreduce_kib=%s\n",
-              K, max_s, mib(max_peak).c_str(), mib(max_pred).c_str(), mib(max_rss).c_str(), 100 * sum_wait_frac / K,
-              100 * max_wait_frac, 100 * sum_halo_frac / K, kib(sum_sent / K).c_str(), kib(max_sent).c_str(),
-              kib(sum_pred_sent / K).c_str(), kib(max_pred_sent).c_str(), kib(sum_engine / K).c_str(),
-              kib(a[0][kAllreducePerIt]).c_str());
+  std::printf("  %.0f core(s) for the job: %.1f%% of their time not used by it; load average %s\n", cores, 100 * idle,
+              load_average().c_str());
+  std::printf("SUMMARY K=%d s_per_it=%.4f tensor_peak_mib=%s model_peak_mib=%s meas_over_model=%.2f-%.2f rss_mib=%s "
+              "wait_pct_mean=%.1f wait_pct_max=%.1f halo_wait_pct_mean=%.1f runq_pct_mean=%.1f sleep_pct_mean=%.1f "
+              "sleep_pct_max=%.1f idle_pct=%.1f sent_kib_mean=%s "
+              "sent_kib_max=%s model_kib_mean=%s model_kib_max=%s engine_kib_mean=%s allreduce_kib=%s\n",
+              K, max_s, mib(max_peak).c_str(), mib(max_pred).c_str(), min_ratio, max_ratio, mib(max_rss).c_str(),
+              100 * sum_wait_frac / K, 100 * max_wait_frac, 100 * sum_halo_frac / K, 100 * sum_runq / K,
+              100 * sum_sleep / K, 100 * max_sleep, 100 * idle,
+              kib(sum_sent / K).c_str(), kib(max_sent).c_str(), kib(sum_pred_sent / K).c_str(),
+              kib(max_pred_sent).c_str(), kib(sum_engine / K).c_str(), kib(a[0][kAllreducePerIt]).c_str());
   std::fflush(stdout);
   return 0;
 }
@@ -449,8 +501,13 @@ int driver(const Options& o) {
   std::fflush(stdout);
 
   const std::string exe = self_exe();
-  std::vector<std::string> worker_args{"--worker", "--data", data, "--iterations", std::to_string(o.iterations),
-                                       "--warmup", std::to_string(o.warmup)};
+  std::vector<std::string> worker_args{"--worker",     "--data",
+                                       data,           "--iterations",
+                                       std::to_string(o.iterations), "--warmup",
+                                       std::to_string(o.warmup),     "--chunk-size",
+                                       std::to_string(o.chunk_size), "--batch-size",
+                                       std::to_string(o.batch_size), "--modes",
+                                       std::to_string(o.modes)};
   std::vector<std::string> summaries;
   for (int K : o.ranks) {
     std::vector<pid_t> pids;
@@ -502,9 +559,16 @@ int driver(const Options& o) {
     std::printf("\n");
     std::fflush(stdout);
   }
-  std::printf("Summary (max over ranks unless noted; KiB per rank per iteration; wait = halo exchange + allreduce):\n");
-  std::printf("  %3s %8s %10s %10s %8s %8s %8s %8s | %9s %9s %9s %9s %9s\n", "K", "s/it", "tensorMiB", "modelMiB",
-              "rssMiB", "wait%", "wait%max", "halo%", "sentKiB", "modelKiB", "sentMax", "modelMax", "allred");
+  std::printf(
+      "Summary. s/it, MiB and *Max: max over ranks; wait%%, halo%%, runq%%, sleep%%, sentKiB, modelKiB: mean over "
+      "ranks.\n  wait%%: wall time blocked in the halo exchange and allreduces (halo%%: the halo part); runq%%: "
+      "runnable without a core\n  (oversubscription, other programs); sleep%%: off-core and not runnable = blocked "
+      "on a message; idle%%: the job's cores not\n  used by it. KiB per rank per iteration: sent = "
+      "Communicator::bytes_sent (isend), model = predict_tile_bytes_sent,\n  allred = allreduce payload (probe "
+      "gradient + loss; not in bytes_sent).\n");
+  std::printf("  %3s %8s %10s %10s %10s %8s | %6s %8s %6s %6s %6s %8s %6s | %9s %9s %9s %9s %8s\n", "K", "s/it",
+              "tensorMiB", "modelMiB", "meas/model", "rssMiB", "wait%", "wait%max", "halo%", "runq%", "sleep%",
+              "sleep%max", "idle%", "sentKiB", "modelKiB", "sentMax", "modelMax", "allred");
   for (const auto& s : summaries) {
     std::map<std::string, std::string> kv;
     std::stringstream ss(s);
@@ -513,11 +577,13 @@ int driver(const Options& o) {
       const auto eq = item.find('=');
       if (eq != std::string::npos) kv[item.substr(0, eq)] = item.substr(eq + 1);
     }
-    std::printf("  %3s %8s %10s %10s %8s %8s %8s %8s | %9s %9s %9s %9s %9s\n", kv["K"].c_str(),
-                kv["s_per_it"].c_str(), kv["tensor_peak_mib"].c_str(), kv["model_peak_mib"].c_str(),
-                kv["rss_mib"].c_str(), kv["wait_pct_mean"].c_str(), kv["wait_pct_max"].c_str(),
-                kv["halo_wait_pct_mean"].c_str(), kv["sent_kib_mean"].c_str(), kv["model_kib_mean"].c_str(),
-                kv["sent_kib_max"].c_str(), kv["model_kib_max"].c_str(), kv["allreduce_kib"].c_str());
+    std::printf("  %3s %8s %10s %10s %10s %8s | %6s %8s %6s %6s %6s %8s %6s | %9s %9s %9s %9s %8s\n",
+                kv["K"].c_str(), kv["s_per_it"].c_str(), kv["tensor_peak_mib"].c_str(), kv["model_peak_mib"].c_str(),
+                kv["meas_over_model"].c_str(), kv["rss_mib"].c_str(), kv["wait_pct_mean"].c_str(),
+                kv["wait_pct_max"].c_str(), kv["halo_wait_pct_mean"].c_str(), kv["runq_pct_mean"].c_str(),
+                kv["sleep_pct_mean"].c_str(), kv["sleep_pct_max"].c_str(), kv["idle_pct"].c_str(),
+                kv["sent_kib_mean"].c_str(), kv["model_kib_mean"].c_str(), kv["sent_kib_max"].c_str(),
+                kv["model_kib_max"].c_str(), kv["allreduce_kib"].c_str());
   }
   std::filesystem::remove_all(dir);
   return 0;

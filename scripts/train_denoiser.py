@@ -71,7 +71,7 @@ def uniform(g, lo, hi, n=()):
 
 
 def phantom(h: int, w: int, g: torch.Generator) -> torch.Tensor:
-    """A random complex object (h, w): amplitude in about [0.5, 1], phase of a few tenths of a radian."""
+    """A random complex object (h, w): amplitude in [0.5, 1], phase of 0.2 to 1.2 rad RMS."""
     yy = torch.arange(h, dtype=torch.float32).view(h, 1)
     xx = torch.arange(w, dtype=torch.float32).view(1, w)
     size = math.sqrt(h * w)
@@ -106,7 +106,10 @@ def phantom(h: int, w: int, g: torch.Generator) -> torch.Tensor:
         phase += bars * float(uniform(g, 0.1, 0.4))
     # A gentle linear phase ramp, as a slightly mis-positioned reconstruction has.
     phase += float(uniform(g, -0.01, 0.01)) * yy + float(uniform(g, -0.01, 0.01)) * xx
-    phase = (phase - phase.mean()) * float(uniform(g, 0.4, 1.6))
+    # Strong phase objects as data/phantom.cpp makes them (0.8 rad RMS there):
+    # the RMS phase is drawn in [0.2, 1.2] rad, so thin bars and disc edges
+    # carry steps of up to a few radians (wrapping included).
+    phase = (phase - phase.mean()) / (phase.std() + 1e-6) * float(uniform(g, 0.2, 1.2))
     amplitude = torch.clamp(1 - absorb * float(uniform(g, 0.5, 2.5)), 0.5, 1.0)
     return torch.polar(amplitude, phase)
 

@@ -37,6 +37,15 @@ Alignment phase_correlation(const torch::Tensor& truth, const torch::Tensor& rec
         best = {c, dy, dx, torch::angle(s).item<double>()};
     }
   TESSERA_REQUIRE(Error, best.correlation >= 0, "no shift fits the score region inside the reconstruction");
+  // Ramp: mean phase step of conj(t) o between neighbouring pixels.
+  const Rect shifted{region.y0 + best.shift_y, region.x0 + best.shift_x, region.h, region.w};
+  auto d = torch::conj(t) * unit_phase(crop(recon, shifted));
+  const double ky = torch::angle((d.slice(0, 1) * torch::conj(d.slice(0, 0, -1))).sum()).item<double>();
+  const double kx = torch::angle((d.slice(1, 1) * torch::conj(d.slice(1, 0, -1))).sum()).item<double>();
+  auto yy = torch::arange(region.h, torch::kFloat64).view({-1, 1});
+  auto xx = torch::arange(region.w, torch::kFloat64).view({1, -1});
+  auto ramp = torch::polar(torch::ones({region.h, region.w}, torch::kFloat64), -(ky * yy + kx * xx));
+  best.correlation_without_ramp = torch::abs((d * ramp).mean()).item<double>();
   return best;
 }
 

@@ -10,6 +10,10 @@ struct Alignment {
   double correlation = 0;  // |sum conj(t) o| / n over the region, t and o unit-modulus phases
   int64_t shift_y = 0, shift_x = 0;  // integer shift of the reconstruction that maximises it
   double phase_offset = 0;  // global phase removed (radians)
+  // The same correlation after also removing a linear phase ramp, which
+  // ptychography cannot determine (a ramp on the object and the opposite ramp
+  // on the probe give the same intensities).
+  double correlation_without_ramp = 0;
 };
 
 // Phase correlation over `region` of the truth, after removing a global phase

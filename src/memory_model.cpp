@@ -1,12 +1,14 @@
 #include "src/memory_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace tessera {
 namespace {
 
-TileMemory predict(int64_t extent_pixels, int64_t patterns, int64_t frame_h, int64_t frame_w,
+// total_patterns: of the whole scan (for the tile's share of a step).
+TileMemory predict(int64_t extent_pixels, int64_t patterns, int64_t total_patterns, int64_t frame_h, int64_t frame_w,
                    int64_t exchange_pixels, const MemoryModelInputs& in) {
   const int64_t c = 2 * in.real_bytes;  // one complex element
   const int64_t copies = 2 + in.optimizer_state_copies;  // value + gradient + state
@@ -15,13 +17,24 @@ TileMemory predict(int64_t extent_pixels, int64_t patterns, int64_t frame_h, int
   m.object = in.slices * extent_pixels * c * copies;
   m.probe = in.probe_modes * frame * c * copies;
   m.patterns = patterns * frame * in.real_bytes;
-  // Per pattern in a chunk, autograd keeps: the window patches (L slices),
-  // exit and far-field waves per mode (and per slice for multislice), the
-  // predicted and residual intensities; backward holds about as much again
-  // at its peak.
-  const int64_t chunk = std::min<int64_t>(in.chunk_size, std::max<int64_t>(patterns, 1));
-  const int64_t per_pattern = frame * (c * (in.slices + 2 * in.probe_modes * in.slices) + 3 * in.real_bytes);
-  m.intermediates = 2 * chunk * per_pattern;
+  // A chunk holds at most chunk_size patterns, and at most the tile's share
+  // of one optimiser step (a step's patterns are split among the tiles). The
+  // steps draw patterns at random: the share is allowed 3 standard
+  // deviations above its mean.
+  int64_t per_step = std::max<int64_t>(patterns, 1);
+  if (in.batch_size > 0 && total_patterns > 0) {
+    const double mean = static_cast<double>(patterns) * static_cast<double>(std::min(in.batch_size, total_patterns)) /
+                        static_cast<double>(total_patterns);
+    per_step = std::min(per_step, static_cast<int64_t>(std::ceil(mean + 3 * std::sqrt(mean))));
+  }
+  const int64_t chunk = std::min<int64_t>(in.chunk_size, per_step);
+  // Per pattern of a chunk, at the peak of its backward pass: 2 complex
+  // arrays per slice (window patches and their gradient) and 4 per mode and
+  // slice (exit and far-field waves, forward and backward). Measured with
+  // bench_distributed on LibTorch 1.13 CPU, float, one slice: 16 + 32 M bytes
+  // per frame pixel for M = 1, 2, 3 modes, which this reproduces exactly.
+  const int64_t per_pattern = frame * c * (2 * in.slices + 4 * in.probe_modes * in.slices);
+  m.intermediates = chunk * per_pattern;
   m.exchange = 2 * in.slices * exchange_pixels * c;
   return m;
 }
@@ -33,11 +46,13 @@ TileMemory predict_tile_memory(const Tiling& tiling, int k, int64_t fh, int64_t 
   int64_t exchange = 0;
   for (const auto& l : tiling.links())
     if (l.from == k || l.to == k) exchange += l.region.area();
-  return predict(t.extent.area(), static_cast<int64_t>(t.positions.size()), fh, fw, exchange, in);
+  int64_t total = 0;
+  for (const Tile& u : tiling.tiles()) total += static_cast<int64_t>(u.positions.size());
+  return predict(t.extent.area(), static_cast<int64_t>(t.positions.size()), total, fh, fw, exchange, in);
 }
 
 TileMemory predict_undecomposed_memory(const ScanGeometry& g, const MemoryModelInputs& in) {
-  return predict(g.object_h * g.object_w, g.num_positions(), g.frame_h, g.frame_w, 0, in);
+  return predict(g.object_h * g.object_w, g.num_positions(), g.num_positions(), g.frame_h, g.frame_w, 0, in);
 }
 
 int64_t predict_tile_bytes_sent(const Tiling& tiling, int k, const MemoryModelInputs& in) {
@@ -47,6 +62,33 @@ int64_t predict_tile_bytes_sent(const Tiling& tiling, int k, const MemoryModelIn
     if (l.to == k) pixels += l.region.area();    // refreshed values to the halo holder
   }
   return pixels * in.slices * 2 * in.real_bytes;
+}
+
+std::vector<TileMemory> predict_all_tile_memory(const Tiling& tiling, int64_t fh, int64_t fw,
+                                                const MemoryModelInputs& in) {
+  std::vector<int64_t> exchange(tiling.num_tiles(), 0);
+  for (const auto& l : tiling.links()) {
+    exchange[l.from] += l.region.area();
+    if (l.to != l.from) exchange[l.to] += l.region.area();
+  }
+  int64_t total = 0;
+  for (const Tile& t : tiling.tiles()) total += static_cast<int64_t>(t.positions.size());
+  std::vector<TileMemory> out;
+  out.reserve(tiling.num_tiles());
+  for (const Tile& t : tiling.tiles())
+    out.push_back(
+        predict(t.extent.area(), static_cast<int64_t>(t.positions.size()), total, fh, fw, exchange[t.index], in));
+  return out;
+}
+
+std::vector<int64_t> predict_all_tile_bytes_sent(const Tiling& tiling, const MemoryModelInputs& in) {
+  std::vector<int64_t> pixels(tiling.num_tiles(), 0);
+  for (const auto& l : tiling.links()) {
+    pixels[l.from] += l.region.area();
+    pixels[l.to] += l.region.area();
+  }
+  for (auto& p : pixels) p *= in.slices * 2 * in.real_bytes;
+  return pixels;
 }
 
 std::string format_bytes(double b) {

@@ -6,7 +6,10 @@
 //
 // Every run uses Gloo on CPU with OMP_NUM_THREADS=1 per rank (the ranks are
 // oversubscribed on small machines). The reference is plain
-// `tessera reconstruct` with one tile in one process.
+// `tessera reconstruct` with one tile in one process. The 1e-5 equality is
+// asserted with --precision double (the decomposed runs then match to the
+// result file's complex64 precision); float runs are measured and held to
+// the float reference's own distance from the exact result (see below).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -291,59 +294,77 @@ std::map<std::string, std::string> Distributed::references_;
 
 constexpr double kTolerance = 1e-5;
 
+// Float runs are reported against the float reference and asserted against
+// the exact (double) result. Rounding differences grow during the
+// reconstruction (Adam divides each step by the running RMS of the gradient,
+// so tiny gradient differences can become full-size steps; the loss jumps
+// when probe refinement starts): on this sample the undecomposed float run
+// itself is ~5e-4 away from the double one after 20 iterations, and a
+// decomposed float run ~5e-5 to 1e-4 away from the undecomposed float run
+// (summation order only), so no float run can be held to 1e-5. A decomposed
+// float run must be as close to the exact result as the undecomposed float
+// run is (up to a factor of 2), which a missing or doubled halo term misses
+// by orders of magnitude.
+constexpr double kFloatExcessAllowed = 2.0;
+
 class TorchrunRanks : public Distributed, public ::testing::WithParamInterface<int> {};
 
 // 1, 2 and 4 ranks, 20 iterations of Adam with probe refinement from
-// iteration 1, in float (the default precision).
+// iteration 1: in double precision they must equal the undecomposed run to
+// 1e-5 (they do to the result file's complex64 precision); in float they are
+// measured against it and against the exact result.
 TEST_P(TorchrunRanks, EqualsSingleProcessUndecomposed) {
   if (!find_torchrun()) GTEST_SKIP() << "torchrun not found";
   const int K = GetParam();
-  const std::string precision = "float";
-  const auto ref = reference(20, precision);
-  const std::string out = dir_ + "/torchrun_" + std::to_string(K) + ".h5";
-  const auto r = torchrun(K, out, 20, precision, milliseconds(120000));
+  constexpr int iterations = 20;
+  const auto ref_double = reference(iterations, "double");
+  const auto ref_float = reference(iterations, "float");
+
+  const std::string out = dir_ + "/torchrun_" + std::to_string(K) + "_double.h5";
+  const auto r = torchrun(K, out, iterations, "double", milliseconds(120000));
   ASSERT_EQ(r.status, "exit code 0") << r.output;
   // One result file, written by rank 0; progress printed by rank 0 only.
   EXPECT_NE(r.output.find("iter   20/20"), std::string::npos) << r.output;
   for (int rank = 1; rank < K; ++rank)
     EXPECT_EQ(r.output.find("[default" + std::to_string(rank) + "]:iter"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(std::to_string(K) + " tile(s)"), std::string::npos) << r.output;
-  const auto c = compare(ref, out);
-  std::cout << "[ measured ] K=" << K << " ranks (" << precision << ", 20 iterations, " << r.seconds
-            << " s with torchrun start-up): relative difference object " << c.object << ", probe " << c.probe
-            << ", worst loss " << c.loss << std::endl;
-  RecordProperty("object_relative_difference", std::to_string(c.object));
-  RecordProperty("probe_relative_difference", std::to_string(c.probe));
-  EXPECT_EQ(c.iteration, 20);
-  EXPECT_LE(c.object, kTolerance);
-  EXPECT_LE(c.probe, kTolerance);
+  const auto d = compare(ref_double, out);
+  std::cout << "[ measured ] K=" << K << " ranks, double, " << iterations << " iterations (" << r.seconds
+            << " s with torchrun start-up): relative difference to the undecomposed run: object " << d.object
+            << ", probe " << d.probe << ", worst loss " << d.loss << std::endl;
+  EXPECT_EQ(d.iteration, iterations);
+  EXPECT_LE(d.object, kTolerance);
+  EXPECT_LE(d.probe, kTolerance);
+
+  const std::string out_float = dir_ + "/torchrun_" + std::to_string(K) + "_float.h5";
+  const auto f = torchrun(K, out_float, iterations, "float", milliseconds(120000));
+  ASSERT_EQ(f.status, "exit code 0") << f.output;
+  const auto to_float_ref = compare(ref_float, out_float);
+  const auto to_exact = compare(ref_double, out_float);
+  const auto ref_error = compare(ref_double, ref_float);
+  std::cout << "[ measured ] K=" << K << " ranks, float: relative difference to the undecomposed float run: object "
+            << to_float_ref.object << ", probe " << to_float_ref.probe << "; to the exact (double) result: object "
+            << to_exact.object << ", probe " << to_exact.probe << " (the undecomposed float run: object "
+            << ref_error.object << ", probe " << ref_error.probe << ")" << std::endl;
+  RecordProperty("float_object_relative_difference", std::to_string(to_float_ref.object));
+  RecordProperty("float_probe_relative_difference", std::to_string(to_float_ref.probe));
+  EXPECT_EQ(to_float_ref.iteration, iterations);
+  EXPECT_LE(to_exact.object, std::max(kTolerance, kFloatExcessAllowed * ref_error.object));
+  EXPECT_LE(to_exact.probe, std::max(kTolerance, kFloatExcessAllowed * ref_error.probe));
+  if (K == 1) {  // WORLD_SIZE=1: a plain single process
+    EXPECT_EQ(to_float_ref.object, 0.0);
+    EXPECT_EQ(to_float_ref.probe, 0.0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(OneTwoFour, TorchrunRanks, ::testing::Values(1, 2, 4),
                          [](const ::testing::TestParamInfo<int>& p) { return std::to_string(p.param) + "ranks"; });
 
-// Double precision: the decomposed run then equals the undecomposed one to
-// the precision of the result file (complex64), which shows that the float
-// differences above are rounding (summation order), not a missing term.
-TEST_F(Distributed, FourRanksDoublePrecisionMatchesToStoragePrecision) {
-  if (!find_torchrun()) GTEST_SKIP() << "torchrun not found";
-  const auto ref = reference(20, "double");
-  const std::string out = dir_ + "/torchrun_4_double.h5";
-  const auto r = torchrun(4, out, 20, "double", milliseconds(120000));
-  ASSERT_EQ(r.status, "exit code 0") << r.output;
-  const auto c = compare(ref, out);
-  std::cout << "[ measured ] K=4 ranks (double, 20 iterations): relative difference object " << c.object
-            << ", probe " << c.probe << std::endl;
-  EXPECT_EQ(c.iteration, 20);
-  EXPECT_LE(c.object, 1e-6);
-  EXPECT_LE(c.probe, 1e-6);
-}
-
 // Fan-out: 16 ranks on a 4 x 4 grid whose tiles are narrower than the probe
-// window, so that halos reach beyond the 8 direct neighbours.
+// window, so that halos reach beyond the 8 direct neighbours (double, as above).
 TEST_F(Distributed, SixteenRanksWithTilesSmallerThanTheWindow) {
   if (!find_torchrun()) GTEST_SKIP() << "torchrun not found";
-  constexpr int K = 16, iterations = 4;
+  constexpr int K = 16, iterations = 5;
   {
     const auto problem = ScanProblem::from_cxi(sample_);
     const auto tiling = Tiling::automatic(problem.scan, K);
@@ -362,13 +383,13 @@ TEST_F(Distributed, SixteenRanksWithTilesSmallerThanTheWindow) {
               << std::endl;
     ASSERT_GT(widest_fan_out, 8u);
   }
-  const auto ref = reference(iterations, "float");
+  const auto ref = reference(iterations, "double");
   const std::string out = dir_ + "/torchrun_16.h5";
-  const auto r = torchrun(K, out, iterations, "float", milliseconds(150000));
+  const auto r = torchrun(K, out, iterations, "double", milliseconds(150000));
   ASSERT_EQ(r.status, "exit code 0") << r.output;
   EXPECT_NE(r.output.find("16 tile(s)"), std::string::npos) << r.output;
   const auto c = compare(ref, out);
-  std::cout << "[ measured ] K=16 ranks (float, " << iterations << " iterations, " << r.seconds
+  std::cout << "[ measured ] K=16 ranks, double, " << iterations << " iterations (" << r.seconds
             << " s with torchrun start-up): relative difference object " << c.object << ", probe " << c.probe
             << std::endl;
   EXPECT_EQ(c.iteration, iterations);
@@ -391,7 +412,8 @@ TEST_P(RankFailure, OthersExitInTimeNamingItAndTheCheckpointSurvives) {
   constexpr int world = 3, timeout_s = 5, checkpoint_every = 2;
   const std::string name = "failure_" + std::to_string(victim) + "_" + std::to_string(sig);
   const std::string out = dir_ + "/" + name + ".h5";
-  auto ranks = launch_direct(world, reconstruct_args(out, 100000, "float", checkpoint_every, timeout_s),
+  // Double precision, so that the resumed runs below can be compared tightly.
+  auto ranks = launch_direct(world, reconstruct_args(out, 100000, "double", checkpoint_every, timeout_s),
                              dir_ + "/" + name);
   // Wait for the first checkpoint; every rank must still be running.
   const auto start = Clock::now();
@@ -461,14 +483,14 @@ TEST_P(RankFailure, OthersExitInTimeNamingItAndTheCheckpointSurvives) {
   // holding the same 3 tiles, resumed from the same file.
   const int target = saved.iteration + 2;
   const std::string resumed = dir_ + "/" + name + "_resumed.h5", single = dir_ + "/" + name + "_single.h5";
-  auto args = reconstruct_args(resumed, target, "float");
+  auto args = reconstruct_args(resumed, target, "double");
   args.insert(args.end(), {"--resume", out});
   auto again = launch_direct(world, args, dir_ + "/" + name + "_resumed");
   std::vector<Child*> again_ptrs;
   for (auto& c : again) again_ptrs.push_back(&c);
   wait_all(again_ptrs, Clock::now() + std::chrono::seconds(60));
   for (auto& c : again) ASSERT_EQ(describe_status(c.status), "exit code 0") << read_file(c.log);
-  auto single_args = reconstruct_args(single, target, "float");
+  auto single_args = reconstruct_args(single, target, "double");
   single_args.insert(single_args.end(), {"--resume", out, "--tiles", "3"});
   const auto s = run(single_args, {{"OMP_NUM_THREADS", "1"}}, single + ".log", milliseconds(60000));
   ASSERT_EQ(s.status, "exit code 0") << s.output;

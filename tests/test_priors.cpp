@@ -282,9 +282,15 @@ const LowDose& low_dose() {
     s.step_px = 4;
     s.photons = getenv("PH") ? atof(getenv("PH")) : 1e3;
     s.seed = 7;
-    LowDose d{ScanProblem::from_content(simulate(s), "low-dose"), {}, {}};
+    auto content = simulate(s);
+    if (getenv("KNOWNPROBE")) content.probe_guess = content.truth->probe;
+    LowDose d{ScanProblem::from_content(content, "low-dose"), {}, {}};
+    if (getenv("PFROM")) d.settings.probe_from = atoi(getenv("PFROM"));
     d.settings.iterations = getenv("ITS") ? atoi(getenv("ITS")) : 40;
     if (getenv("LOSS")) d.settings.loss = getenv("LOSS");
+    if (getenv("PREC")) d.settings.precision = getenv("PREC");
+    if (getenv("OPT")) d.settings.optimizer = getenv("OPT");
+    if (getenv("CHUNK")) d.settings.chunk_size = atoi(getenv("CHUNK"));
     d.settings.seed = 3;
     d.settings.checkpoint_every = 0;
     d.settings.quiet = true;
@@ -321,7 +327,7 @@ double object_error(const torch::Tensor& object) {
 PriorList tv_prior() {
   PriorSettings ps;
   ps.weight = getenv("TVW") ? atof(getenv("TVW")) : 3e-2;
-  return {{make_builtin_prior("tv"), ps}};
+  return {{make_builtin_prior(getenv("TVN") ? getenv("TVN") : "tv"), ps}};
 }
 
 PriorList denoiser_prior() {
@@ -348,7 +354,7 @@ const torch::Tensor& result(const std::string& which) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   if (getenv("DUMP")) {
     auto bytes = torch::pickle_save(torch::stack({o[0].cpu(), low_dose().problem.truth->object[0]}));
-    std::ofstream f(std::string(getenv("DUMP")) + "_" + (which.find('/') == std::string::npos ? which : "tiled") + ".pt", std::ios::binary);
+    std::ofstream f(std::string(getenv("DUMP")) + "_" + (which.find('/') == std::string::npos ? which : which.substr(0, which.find('/')) + "4") + ".pt", std::ios::binary);
     f.write(bytes.data(), bytes.size());
   }
   return cache[which] = o;

@@ -308,21 +308,34 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   exchange_->start_reduction(grads);
   for (size_t w = 0; w < workers_.size(); ++w) run(*workers_[w], interior[w]);
   // The probe is shared by every pattern: its gradient is the sum over tiles,
-  // complete once every local pattern ran. Its allreduce is in flight while
-  // the halo reduction finishes.
+  // complete once every local pattern ran. One allreduce per step carries it
+  // and the loss (in the working precision; the loss alone in double), in
+  // flight while the halo reduction finishes: the only synchronisation point
+  // of a step besides the halos.
   torch::Tensor probe_total;
-  comm::Request probe_sum;
   if (refine_probe) {
     probe_total = torch::zeros_like(workers_.front()->model->probe_real);
     for (auto& wk : workers_) probe_total += wk->model->probe_real.grad();
-    if (comm_ && comm_->size() > 1) probe_sum = comm_->allreduce_sum(probe_total);
+  }
+  const bool multi = comm_ && comm_->size() > 1;
+  torch::Tensor packed;
+  comm::Request sum;
+  if (multi) {
+    const auto opts = refine_probe ? probe_total.options()
+                                   : torch::TensorOptions().dtype(torch::kFloat64).device(workers_.front()->positions.device());
+    auto loss_t = torch::full({1}, loss_sum, opts);
+    packed = refine_probe ? torch::cat({probe_total.flatten(), loss_t}) : loss_t;
+    sum = comm_->allreduce_sum(packed);
   }
   exchange_->finish_reduction(grads);
-  if (refine_probe) {
-    wait_collective(probe_sum);
-    for (auto& wk : workers_) wk->model->probe_real.mutable_grad().copy_(probe_total);
+  if (multi) {
+    wait_collective(sum);
+    loss_sum = packed[-1].item<double>();
+    if (refine_probe) probe_total = packed.slice(0, 0, probe_total.numel()).view(probe_total.sizes());
   }
-  return loss_sum;
+  if (refine_probe)
+    for (auto& wk : workers_) wk->model->probe_real.mutable_grad().copy_(probe_total);
+  return loss_sum;  // over every rank
 }
 
 IterationStats Reconstruction::iterate() {
@@ -352,7 +365,7 @@ IterationStats Reconstruction::iterate() {
       if (refine_probe) wk.probe_optimizer->step(closure);
       batch_loss = compute_batch(batch, b1 - b0);  // loss at the new point, for the record
     } else {
-      batch_loss = reduce_scalar(compute_batch(batch, b1 - b0));
+      batch_loss = compute_batch(batch, b1 - b0);  // already summed over ranks
       if (!std::isfinite(batch_loss))
         throw Error("the reconstruction diverged at iteration " + std::to_string(iteration_ + 1) +
                     ": the loss is not finite. Lower the learning rates (--object-rate, --probe-rate, "

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -24,7 +25,7 @@ std::string sibling_path(const std::string& result, const std::string& suffix) {
   return stem + suffix;
 }
 
-std::optional<double> score_against_truth(const ScanProblem& problem, const torch::Tensor& object) {
+std::optional<Alignment> score_against_truth(const ScanProblem& problem, const torch::Tensor& object) {
   if (!problem.truth || !object.defined()) return std::nullopt;
   const auto& t = problem.truth->object;
   if (t.dim() != 3 || t.size(1) != object.size(1) || t.size(2) != object.size(2)) return std::nullopt;
@@ -34,7 +35,10 @@ std::optional<double> score_against_truth(const ScanProblem& problem, const torc
   Rect r = s.scanned_region();
   r = {r.y0 + s.frame_h / 4, r.x0 + s.frame_w / 4, r.h - s.frame_h / 2, r.w - s.frame_w / 2};
   if (r.empty()) return std::nullopt;
-  return phase_correlation(t[0], object[0], r).correlation;
+  // The probe and object can trade a translation (probe drifts one way, object
+  // the other): search shifts up to a quarter window.
+  const auto a = phase_correlation(t[0], object[0], r, std::max<int64_t>(4, s.frame_h / 4));
+  return a;
 }
 
 namespace {
@@ -46,9 +50,11 @@ struct Writer {
   std::vector<double> loss, seconds;
   std::vector<std::string> files;
 
-  void write(Reconstruction& rec, bool final_write, const torch::Tensor& object, const torch::Tensor& probe,
+  void write(Reconstruction& rec, bool final_write, const torch::Tensor& raw_object, const torch::Tensor& raw_probe,
              const OptimizerStates& states) {
     if (rec.rank() != 0) return;
+    const torch::Tensor& object = raw_object;
+    const torch::Tensor& probe = raw_probe;
     ReconstructionResult r;
     r.object = object;
     r.probe = probe;
@@ -158,7 +164,13 @@ OptimizerStates gather_optimizer_states(const Reconstruction& rec, comm::Communi
 
 RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings& settings, const RunOptions& options,
                               std::shared_ptr<comm::Communicator> comm) {
-  Reconstruction rec(problem, settings, comm);
+  // Under a launcher, "cuda" means this rank's GPU (LOCAL_RANK, as the
+  // communicator chose it), not GPU 0 for every rank of the node.
+  ReconstructionSettings rank_settings = settings;
+  if (comm && comm->device().is_cuda() && torch::Device(settings.device).is_cuda() &&
+      !torch::Device(settings.device).has_index())
+    rank_settings.device = comm->device().str();
+  Reconstruction rec(problem, rank_settings, comm);
   for (const auto& [prior, ps] : options.priors) rec.add_prior(prior, ps);
   const bool root = rec.rank() == 0;
   Writer writer{rec.problem(), rec.settings(), options, {}, {}, {}};
@@ -215,7 +227,7 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
   summary.iterations = rec.iteration();
   summary.final_loss = writer.loss.empty() ? 0 : writer.loss.back();
   writer.write(rec, true, good_object, good_probe, gather_optimizer_states(rec, comm.get()));
-  summary.correlation = root ? score_against_truth(rec.problem(), good_object) : std::nullopt;
+  summary.score = root ? score_against_truth(rec.problem(), good_object) : std::nullopt;
   summary.files = writer.files;
   return summary;
 }

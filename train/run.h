@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "src/image_quality.h"
 #include "train/reconstruction.h"
 
 namespace tessera {
@@ -25,7 +26,7 @@ struct RunSummary {
   int iterations = 0;
   double final_loss = 0;
   double seconds = 0;                      // wall time of all iterations
-  std::optional<double> correlation;       // against the ground truth, when the file has one
+  std::optional<Alignment> score;          // against the ground truth, when the file has one
   std::vector<std::string> files;          // everything written
 };
 
@@ -35,7 +36,8 @@ std::string sibling_path(const std::string& result, const std::string& suffix);
 RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings& settings, const RunOptions& options,
                               std::shared_ptr<comm::Communicator> comm = nullptr);
 
-// Correlation of the reconstructed object with the truth (slice 0), over the scanned region.
-std::optional<double> score_against_truth(const ScanProblem& problem, const torch::Tensor& object);
+// Correlation of the reconstructed object with the truth (slice 0), over the
+// well-illuminated interior of the scan (src/image_quality.h).
+std::optional<Alignment> score_against_truth(const ScanProblem& problem, const torch::Tensor& object);
 
 }  // namespace tessera

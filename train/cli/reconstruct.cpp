@@ -133,7 +133,9 @@ int reconstruct(int argc, char** argv) {
   if (rank == 0) {
     std::cout << "done: " << summary.iterations << " iterations in " << summary.seconds << " s, final loss "
               << summary.final_loss;
-    if (summary.correlation) std::cout << ", correlation with the true object " << *summary.correlation;
+    if (summary.score)
+      std::cout << ", correlation with the true object " << summary.score->correlation << " ("
+                << summary.score->correlation_without_ramp << " after also removing a phase ramp)";
     std::cout << "\nresults:";
     for (const auto& f : summary.files) std::cout << "\n  " << f;
     std::cout << std::endl;
