@@ -73,7 +73,6 @@ void HaloExchange::finish_reduction(std::map<int, torch::Tensor>& grads) {
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   pending_.clear();
   for (auto& [l, buf] : arrived_) {
-    if (std::getenv("TESSERA_SABOTAGE")) continue;
     auto dst = as_complex_or_real(grads.at(l->to));
     ops::unpack_regions_(dst, buf, l->rect_to.to(dst.device()), /*accumulate=*/true);
   }

@@ -75,6 +75,8 @@ int plan(int argc, char** argv) {
   const int64_t N = geom.num_positions();
   int64_t batch = r["batch-size"].as<int64_t>();
   if (batch <= 0) batch = std::max<int64_t>(std::min<int64_t>(N, 32), (N + 7) / 8);
+  batch = std::min(batch, N);
+  in.batch_size = batch;  // a tile's chunks hold at most its share of a step
   const int64_t steps = (N + batch - 1) / batch;
   const auto whole = predict_undecomposed_memory(geom, in);
   std::cout << "scan: " << what << ", " << N << " patterns of " << geom.frame_h << "x" << geom.frame_w << ", object "
