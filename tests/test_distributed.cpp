@@ -404,6 +404,10 @@ struct Failure {
   int signal;
 };
 
+void PrintTo(const Failure& f, std::ostream* os) {
+  *os << "rank " << f.victim << (f.signal == SIGSTOP ? " stopped" : " killed");
+}
+
 class RankFailure : public Distributed, public ::testing::WithParamInterface<Failure> {};
 
 TEST_P(RankFailure, OthersExitInTimeNamingItAndTheCheckpointSurvives) {

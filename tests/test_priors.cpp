@@ -281,7 +281,7 @@ const LowDose& low_dose() {
     s.scan_y = s.scan_x = 14;
     s.step_px = 4;
     s.photons = getenv("PH") ? atof(getenv("PH")) : 1e3;
-    s.seed = 7;
+    s.seed = getenv("SSEED") ? atoi(getenv("SSEED")) : 7;
     auto content = simulate(s);
     if (getenv("KNOWNPROBE")) content.probe_guess = content.truth->probe;
     LowDose d{ScanProblem::from_content(content, "low-dose"), {}, {}};
@@ -291,6 +291,7 @@ const LowDose& low_dose() {
     if (getenv("PREC")) d.settings.precision = getenv("PREC");
     if (getenv("OPT")) d.settings.optimizer = getenv("OPT");
     if (getenv("CHUNK")) d.settings.chunk_size = atoi(getenv("CHUNK"));
+    if (getenv("RS")) d.settings.rate_scale = atof(getenv("RS"));
     d.settings.seed = 3;
     d.settings.checkpoint_every = 0;
     d.settings.quiet = true;
