@@ -39,9 +39,9 @@ torch::Tensor phantom_object(int64_t h, int64_t w, uint64_t seed) {
     const int64_t x0 = w / 4 + k * 3;
     phase.slice(0, h / 3, 2 * h / 3).slice(1, x0, x0 + 1) += 0.3;
   }
-  // A strong phase object (0.8 rad RMS): weak phase contrast would let even a
+  // A strong phase object (0.5 rad RMS): weak phase contrast would let even a
   // flat guess score high on the phase correlation.
-  phase = (phase - phase.mean()) / phase.std() * 0.8;
+  phase = (phase - phase.mean()) / phase.std() * 0.5;
   auto amplitude = torch::clamp(1.0 - absorb, 0.75, 1.0);
   return torch::polar(amplitude, phase).to(torch::kComplexFloat);
 }

@@ -6,7 +6,7 @@
 
 namespace tessera {
 
-// Complex object (H, W): amplitude in [0.75, 1], phase with 0.8 rad RMS,
+// Complex object (H, W): amplitude in [0.75, 1], phase with 0.5 rad RMS,
 // made of seeded discs, soft blobs and thin bars (sharp and smooth features,
 // so that both resolution and low-frequency errors show).
 torch::Tensor phantom_object(int64_t h, int64_t w, uint64_t seed);

@@ -299,9 +299,10 @@ constexpr double kTolerance = 1e-5;
 // reconstruction (Adam divides each step by the running RMS of the gradient,
 // so tiny gradient differences can become full-size steps; the loss jumps
 // when probe refinement starts): on this sample the undecomposed float run
-// itself is ~5e-4 away from the double one after 20 iterations, and a
-// decomposed float run ~5e-5 to 1e-4 away from the undecomposed float run
-// (summation order only), so no float run can be held to 1e-5. A decomposed
+// itself was 5e-4 to 7e-3 away from the double one after 20 iterations (as
+// the phantom changed), and a decomposed float run 5e-6 to 1e-4 away from the
+// undecomposed float run (summation order only), so a float run cannot be
+// held to 1e-5 reliably. A decomposed
 // float run must be as close to the exact result as the undecomposed float
 // run is (up to a factor of 2), which a missing or doubled halo term misses
 // by orders of magnitude.

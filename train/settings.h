@@ -12,7 +12,7 @@ struct ReconstructionSettings {
   double object_rate = 0;   // learning rate of the object; 0 = derived from the data
   double probe_rate = 0;    // learning rate of the probe; 0 = derived from the data
   double rate_scale = 1;    // multiplies both derived rates
-  int probe_from = 1;       // iteration (0-based) from which the probe is refined; -1 = never
+  int probe_from = 0;       // iteration (0-based) from which the probe is refined; -1 = never
   int64_t batch_size = 0;   // patterns per optimiser step over all tiles; 0 = automatic
   int64_t chunk_size = 64;  // patterns per forward/backward pass (bounds memory)
   uint64_t seed = 1;        // mini-batch order

@@ -28,7 +28,7 @@ int reconstruct(int argc, char** argv) {
       ("object-rate", "object learning rate (default: derived from the data)", cxxopts::value<double>()->default_value("0"))
       ("probe-rate", "probe learning rate (default: derived from the data)", cxxopts::value<double>()->default_value("0"))
       ("rate-scale", "multiplies the derived learning rates", cxxopts::value<double>()->default_value("1"))
-      ("probe-from", "iteration from which the probe is refined (-1: never)", cxxopts::value<int>()->default_value("1"))
+      ("probe-from", "iteration from which the probe is refined (-1: never)", cxxopts::value<int>()->default_value("0"))
       ("batch-size", "patterns per optimiser step (default: 1/8 of the scan)", cxxopts::value<int64_t>()->default_value("0"))
       ("chunk-size", "patterns per forward/backward pass (memory bound)", cxxopts::value<int64_t>()->default_value("64"))
       ("seed", "seed of the mini-batch order", cxxopts::value<uint64_t>()->default_value("1"))
@@ -46,14 +46,15 @@ int reconstruct(int argc, char** argv) {
                 "tv-amplitude or smooth (quadratic gradient); needs --prior-weight",
        cxxopts::value<std::vector<std::string>>())
       ("prior-weight", "weight of the regularisers (--prior, --regulariser): the loss is the mean data loss per "
-                       "pattern + weight * penalty, the penalty a sum over object pixels (typical 1e-3..1e-1 for "
-                       "tv at 1e3 photons per frame; scale it with the photon count)",
+                       "pattern + weight * penalty, the penalty a sum over object pixels, so the weight grows with the "
+                       "photon count (tests/test_priors.cpp: 1e-2 for tv at 1e3 photons per frame, Poisson loss)",
        cxxopts::value<double>()->default_value("0"))
       ("regulariser", "TorchScript regulariser R(x) -> scalar or (L, H, W) map, x the object as (L, 2, H, W) "
                       "real/imaginary channels (see models/priors/torchscript.h); weighted by --prior-weight",
        cxxopts::value<std::string>())
       ("denoiser", "TorchScript plug-and-play denoiser D(x) -> x, x the object as (L, 2, H, W) real/imaginary "
-                   "channels, applied after every --denoise-every iterations (e.g. models/denoiser.pt)",
+                   "channels, applied every --denoise-every iterations (example: models/denoiser.pt, trained by "
+                   "scripts/train_denoiser.py)",
        cxxopts::value<std::string>())
       ("denoise-every", "apply the denoiser every N iterations", cxxopts::value<int>()->default_value("1"))
       ("denoise-blend", "object <- (1 - B) object + B denoised, B in [0, 1]", cxxopts::value<double>()->default_value("1"))
