@@ -459,7 +459,9 @@ std::string GroupImpl::diagnose(const std::string& own_report) {
   };
   auto result = std::make_shared<Result>();
   result->reports.resize(static_cast<size_t>(env_.world_size));
-  const milliseconds grace = std::clamp(timeout_ / 10, milliseconds(20), milliseconds(250));
+  // Long enough that, on a loaded machine, the ranks that a death also broke
+  // report too, so the silent ones are the culprits.
+  const milliseconds grace = std::clamp(timeout_ / 5, milliseconds(20), milliseconds(1000));
   const milliseconds limit = grace + milliseconds(2000);
   const bool finished = run_bounded(
       limit, [store = store_, rank = env_.rank, size = env_.world_size, grace, result,

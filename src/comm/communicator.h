@@ -12,8 +12,8 @@
 // operations that depend on it throw tessera::CommunicationError, at the
 // latest `timeout()` after wait() was called (a dead peer is noticed at once:
 // its sockets close), plus a short diagnosis: the failing rank publishes its
-// error in the rendezvous store and reads the others' for min(timeout/10,
-// 250 ms) (2 s more at worst, when the store's host hangs).  The message
+// error in the rendezvous store and reads the others' for min(timeout/5,
+// 1 s) (2 s more at worst, when the store's host hangs).  The message
 // names this rank, the operation, the peer rank (for isend/irecv; for
 // collectives that a peer is missing), the ranks that reported errors and
 // those that did not: the likely dead or hung ones.
