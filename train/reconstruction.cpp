@@ -69,7 +69,6 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   TESSERA_REQUIRE(SettingsError, s.device == "cpu" || torch::cuda::is_available(),
                   "device '", s.device, "' requested but this build or machine has no CUDA device");
   real_dtype_ = s.precision == "double" ? torch::kFloat64 : torch::kFloat32;
-  const auto complex_dtype = s.precision == "double" ? torch::kComplexDouble : torch::kComplexFloat;
   const torch::Device device(s.device);
   const int world = comm_ ? comm_->size() : 1;
   const int me = comm_ ? comm_->rank() : 0;
@@ -123,7 +122,6 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   if (optimizer_->scaling == StepScaling::LineSearch) batch_size_ = N;
 
   initialise_probe_and_object();
-  (void)complex_dtype;
   derive_learning_rates();
   for (auto& wk : workers_) {
     wk->object_optimizer = optimizer_->make({wk->model->object_real}, object_rate_);
