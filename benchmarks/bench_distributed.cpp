@@ -32,14 +32,8 @@
 // blocked in the halo exchange and in allreduces (IterationStats::wait_seconds),
 // which on an oversubscribed machine includes waiting for a rank that is not
 // scheduled.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -66,10 +60,9 @@
 #include "src/comm/distributed_env.h"
 #include "src/memory_model.h"
 #include "src/threads.h"
+#include "tests/child_process.h"
 #include "train/reconstruction.h"
 #include "train/scan_problem.h"
-
-extern char** environ;
 
 namespace {
 
@@ -429,57 +422,13 @@ int worker(const Options& o) {
 // ---------------------------------------------------------------------------
 // Driver
 
-std::string self_exe() {
-  std::vector<char> buf(4096);
-  const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-  return n > 0 ? std::string(buf.data(), static_cast<size_t>(n)) : std::string();
-}
+using tessera::child_process::Child;
+using tessera::child_process::read_file;
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+// Ranks stay in the benchmark's process group, so that Ctrl-C stops them too.
+Child spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
             const std::string& log) {
-  const char* drop[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS",
-                        "TORCHELASTIC_USE_AGENT_STORE"};
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) {
-    const std::string entry(*e), name = entry.substr(0, entry.find('='));
-    bool skip = false;
-    for (const char* d : drop) skip = skip || name == d;
-    if (!skip) env_strings.push_back(entry);
-  }
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp, args;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> copy = argv;
-  for (auto& s : copy) args.push_back(s.data());
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = -1;
-  if (::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data()) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  return tessera::child_process::spawn(argv, env, log, {}, /*own_process_group=*/false);
 }
 
 int driver(const Options& o) {
@@ -500,7 +449,7 @@ int driver(const Options& o) {
   std::printf(", %u hardware threads\n\n", std::thread::hardware_concurrency());
   std::fflush(stdout);
 
-  const std::string exe = self_exe();
+  const std::string exe = tessera::child_process::self_exe();
   std::vector<std::string> worker_args{"--worker",     "--data",
                                        data,           "--iterations",
                                        std::to_string(o.iterations), "--warmup",
@@ -510,17 +459,15 @@ int driver(const Options& o) {
                                        std::to_string(o.modes)};
   std::vector<std::string> summaries;
   for (int K : o.ranks) {
-    std::vector<pid_t> pids;
-    std::vector<std::string> logs;
+    std::vector<Child> ranks;
     const std::map<std::string, std::string> threads{{"OMP_NUM_THREADS", std::to_string(o.threads)}};
     if (o.launcher == "torchrun") {
       std::vector<std::string> argv{"torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=" + std::to_string(K),
                                     "--redirects", "1", "--tee", "1", "--no_python", exe};
       argv.insert(argv.end(), worker_args.begin(), worker_args.end());
-      logs.push_back(dir + "/torchrun_" + std::to_string(K) + ".log");
-      pids.push_back(spawn(argv, threads, logs.back()));
+      ranks.push_back(spawn(argv, threads, dir + "/torchrun_" + std::to_string(K) + ".log"));
     } else {
-      const std::string port = std::to_string(free_port());
+      const std::string port = std::to_string(tessera::child_process::free_port());
       for (int r = 0; r < K; ++r) {
         auto env = threads;
         env["RANK"] = std::to_string(r);
@@ -530,19 +477,20 @@ int driver(const Options& o) {
         env["MASTER_PORT"] = port;
         std::vector<std::string> argv{exe};
         argv.insert(argv.end(), worker_args.begin(), worker_args.end());
-        logs.push_back(dir + "/K" + std::to_string(K) + "_rank" + std::to_string(r) + ".log");
-        pids.push_back(spawn(argv, env, logs.back()));
+        ranks.push_back(spawn(argv, env, dir + "/K" + std::to_string(K) + "_rank" + std::to_string(r) + ".log"));
       }
     }
+    std::vector<Child*> waiting;
+    for (auto& c : ranks) waiting.push_back(&c);
+    tessera::child_process::wait_all(waiting);
     bool ok = true;
-    for (pid_t p : pids) {
-      int status = 0;
-      if (p <= 0 || ::waitpid(p, &status, 0) != p || !WIFEXITED(status) || WEXITSTATUS(status) != 0) ok = false;
-    }
-    std::string out = read_file(logs.front());
+    for (const auto& c : ranks) ok = ok && c.pid > 0 && c.status && WIFEXITED(*c.status) && WEXITSTATUS(*c.status) == 0;
+    std::string out = read_file(ranks.front().log);
     if (!ok) {
       std::printf("K=%d FAILED\n", K);
-      for (const auto& l : logs) std::printf("--- %s\n%s\n", l.c_str(), read_file(l).c_str());
+      for (const auto& c : ranks)
+        std::printf("--- %s (%s)\n%s\n", c.log.c_str(), tessera::child_process::describe_status(c.status).c_str(),
+                    read_file(c.log).c_str());
       continue;
     }
     // torchrun prefixes each line with [default0]: (rank 0 only prints).

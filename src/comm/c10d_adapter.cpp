@@ -20,6 +20,7 @@
 // LibTorch's CMake package defines USE_C10D_GLOO (and, on CUDA builds with
 // NCCL, USE_C10D_NCCL) for its consumers; without them these headers are empty.
 #ifdef USE_C10D_GLOO
+#include <gloo/transport/pair.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 #if defined(TESSERA_WITH_CUDA) && defined(USE_C10D_NCCL)
@@ -27,6 +28,8 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
+
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -39,6 +42,7 @@
 #include <regex>
 #include <thread>
 
+#include "src/comm/liveness.h"
 #include "src/error.h"
 
 // ---------------------------------------------------------------------------
@@ -189,6 +193,20 @@ void wait_polling(compat::Work& work, milliseconds timeout) {
   work.wait();
 }
 
+// Gloo writes with writev(), which raises SIGPIPE on a connection the peer
+// has closed or reset, and SIGPIPE ends a process without a word.  Python,
+// and so every torch.distributed program, ignores it; a C++ rank must do so
+// itself, or a rank whose peer died (or hung up after a failure) vanishes
+// instead of reporting.  A handler the program installed is left alone.
+void ignore_sigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current {};
+    if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL)
+      ::signal(SIGPIPE, SIG_IGN);
+  });
+}
+
 bool is_loopback(const std::string& addr) {
   return addr == "localhost" || addr == "::1" || addr.rfind("127.", 0) == 0;
 }
@@ -215,6 +233,28 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const DistributedEnv& env
                                        "): ", message_of(std::current_exception())));
   }
 }
+
+// A Gloo process group that can hang up on its peers.  Without that, a peer
+// blocked in an operation with a failed rank (rather than with the dead one)
+// notices nothing until that rank exits or its own timeout expires, and by
+// then the store, which rank 0 hosts, may be gone.
+class GlooGroup final : public c10d::ProcessGroupGloo {
+ public:
+  using c10d::ProcessGroupGloo::ProcessGroupGloo;
+
+  // Resets every connection: the peers' pending operations with this rank fail
+  // at once.  This rank's own pending operations are not woken (they run out
+  // at the timeout), so the group is unusable afterwards.
+  void hang_up() {
+    for (const auto& context : contexts_) {
+      if (!context) continue;
+      for (int peer = 0; peer < context->size; ++peer) {
+        if (peer == context->rank) continue;
+        if (auto& pair = context->getPair(peer)) pair->close();
+      }
+    }
+  }
+};
 #endif
 
 enum class Kind { Send, Recv, Allreduce, Broadcast, Barrier };
@@ -278,6 +318,12 @@ class GroupImpl : public Group, public std::enable_shared_from_this<GroupImpl> {
  public:
   GroupImpl(const DistributedEnv& env, torch::Device device, milliseconds timeout)
       : env_(env), device_(device), timeout_(timeout) {}
+  ~GroupImpl() override {
+    // After a failure, operations that were pending on connections this rank
+    // hung up on wait out their timeout, and so would the backend's
+    // destructor: the process is about to exit, let it go.
+    if (diagnosis_ && hang_up_) (void)pg_.release();
+  }
 
   void connect();
 
@@ -346,6 +392,8 @@ class GroupImpl : public Group, public std::enable_shared_from_this<GroupImpl> {
   bool nccl_ = false;
   c10::intrusive_ptr<c10d::Store> store_;  // this group's namespace in the rendezvous store
   c10::intrusive_ptr<compat::BackendBase> pg_;
+  std::function<void()> hang_up_;           // closes this rank's connections (Gloo only)
+  std::vector<std::string> peer_addresses_;  // liveness_address() of every rank, by rank
 
   std::mutex diag_mutex_;
   std::optional<std::string> diagnosis_;  // of the first failure, reused afterwards
@@ -443,10 +491,15 @@ std::string GroupImpl::failure_message(const OpInfo& op, const std::string& reas
   return concat("rank ", env_.rank, ": ", report, ". ", diagnose(report));
 }
 
-// Publishes this rank's failure in the store, waits a moment for the reports
-// of ranks failing at the same time, and summarises who reported and who did
-// not: the ranks that did not are the likely dead or hung ones (ranks that
-// fail because a neighbour exited do report).  Runs once per group.
+// Publishes this rank's failure in the store, hangs up on every peer (so
+// that ranks blocked on this one, rather than on the culprit, fail now and
+// report while the store is still up), then collects the others' reports
+// until every rank has either reported or is known to be gone, or the grace
+// period ends.  A rank that did not report is named as dead only on evidence:
+// its liveness socket refuses connections (its process has ended).  A silent
+// rank whose process still exists is a hung or slow one.  Rank 0, when it
+// hosts the store, also waits until the ranks that reported have read the
+// others' reports, since its exit takes the store down.  Runs once per group.
 std::string GroupImpl::diagnose(const std::string& own_report) {
   std::lock_guard<std::mutex> guard(diag_mutex_);
   if (diagnosis_) return *diagnosis_;
@@ -454,48 +507,100 @@ std::string GroupImpl::diagnose(const std::string& own_report) {
   struct Result {
     std::mutex m;
     std::vector<std::optional<std::string>> reports;
-    bool store_reached = false;  // at least one full pass over the reports
+    std::vector<Liveness> liveness;  // of the ranks that did not report, at the last probe
+    bool store_reached = false;      // at least one full pass over the reports
     std::string store_error;
   };
   auto result = std::make_shared<Result>();
-  result->reports.resize(static_cast<size_t>(env_.world_size));
+  const auto size = static_cast<size_t>(env_.world_size);
+  result->reports.resize(size);
+  result->liveness.assign(size, Liveness::Unknown);
   // Long enough that, on a loaded machine, the ranks that a death also broke
-  // report too, so the silent ones are the culprits.
+  // report too; ranks still silent then are named as what the probe says.
   const milliseconds grace = std::clamp(timeout_ / 5, milliseconds(20), milliseconds(1000));
   const milliseconds limit = grace + milliseconds(2000);
+  const bool hosts_store = !env_.use_agent_store && env_.rank == 0;
   const bool finished = run_bounded(
-      limit, [store = store_, rank = env_.rank, size = env_.world_size, grace, result,
-              own = own_report.substr(0, 400)] {
-        try {
-          store->set("diag/failed/" + std::to_string(rank), bytes_of(own));
-          // Collect reports until the grace period ends: ranks failing at the
-          // same time report within it, and what was read before the store
-          // goes away (its host exiting) is kept.
-          const auto until = Clock::now() + grace;
-          for (;;) {
-            for (int q = 0; q < size; ++q) {
-              if (q == rank) continue;
-              {
-                std::lock_guard<std::mutex> lk(result->m);
-                if (result->reports[static_cast<size_t>(q)]) continue;
-              }
-              const std::string key = "diag/failed/" + std::to_string(q);
-              if (!store->check({key})) continue;
-              const auto v = store->get(key);
-              std::lock_guard<std::mutex> lk(result->m);
-              result->reports[static_cast<size_t>(q)] = std::string(v.begin(), v.end());
-            }
-            {
-              std::lock_guard<std::mutex> lk(result->m);
-              result->store_reached = true;
-            }
-            if (Clock::now() >= until) break;
-            std::this_thread::sleep_for(std::min(milliseconds(50), grace));
+      limit, [store = store_, rank = env_.rank, size, grace, result, hosts_store,
+              addresses = peer_addresses_, hang_up = hang_up_, own = own_report.substr(0, 400)] {
+        const auto key = [](const char* what, size_t q) { return concat("diag/", what, "/", q); };
+        bool store_ok = true;
+        Clock::time_point store_failed;
+        // Every store access goes through here: once the store failed (its
+        // host is gone), what was read before is kept and probing goes on.
+        const auto with_store = [&](const std::function<void()>& f) {
+          if (!store_ok) return false;
+          try {
+            f();
+            return true;
+          } catch (...) {
+            store_ok = false;
+            store_failed = Clock::now();
+            std::lock_guard<std::mutex> lk(result->m);
+            result->store_error = message_of(std::current_exception(), 200);
+            return false;
           }
-        } catch (...) {
+        };
+        const auto read_report = [&](size_t q) {
+          with_store([&] {
+            if (!store->check({key("failed", q)})) return;
+            const auto v = store->get(key("failed", q));
+            std::lock_guard<std::mutex> lk(result->m);
+            result->reports[q] = std::string(v.begin(), v.end());
+          });
+        };
+        const auto reported = [&](size_t q) {
           std::lock_guard<std::mutex> lk(result->m);
-          result->store_error = message_of(std::current_exception(), 200);
+          return result->reports[q].has_value();
+        };
+
+        with_store([&] { store->set(key("failed", static_cast<size_t>(rank)), bytes_of(own)); });
+        if (hang_up) hang_up();
+        const auto until = Clock::now() + grace;
+        std::vector<Liveness> liveness(size, Liveness::Unknown);
+        for (;;) {
+          for (size_t q = 0; q < size; ++q)
+            if (static_cast<int>(q) != rank && !reported(q)) read_report(q);
+          if (store_ok) {
+            std::lock_guard<std::mutex> lk(result->m);
+            result->store_reached = true;
+          }
+          // Probe the silent ranks (a bounded number per pass: each costs a socket).
+          std::vector<size_t> silent;
+          std::vector<std::string> silent_addresses;
+          for (size_t q = 0; q < size && silent.size() < 256; ++q) {
+            if (static_cast<int>(q) == rank || reported(q) || liveness[q] == Liveness::Gone) continue;
+            silent.push_back(q);
+            silent_addresses.push_back(q < addresses.size() ? addresses[q] : std::string());
+          }
+          const auto probed = probe_liveness(silent_addresses, std::min(milliseconds(200), grace));
+          for (size_t i = 0; i < silent.size(); ++i) {
+            // A probe that got no answer in time (a loaded machine) says
+            // less than an earlier one that did.
+            if (probed[i] != Liveness::Unknown) liveness[silent[i]] = probed[i];
+            // It may have reported and exited between the read and the probe.
+            if (probed[i] == Liveness::Gone) read_report(silent[i]);
+          }
+          {
+            std::lock_guard<std::mutex> lk(result->m);
+            result->liveness = liveness;
+          }
+          bool settled = true;
+          for (size_t q = 0; q < size && settled; ++q) {
+            if (static_cast<int>(q) == rank || liveness[q] == Liveness::Gone) continue;
+            if (!reported(q)) {
+              settled = false;
+            } else if (hosts_store) {
+              with_store([&] { settled = store->check({key("read", q)}); });
+            }
+          }
+          // Without the store no report can come; probe a little longer only
+          // in case a process that just died is still closing its sockets.
+          const bool pointless = !store_ok && Clock::now() >= store_failed + milliseconds(100);
+          if (settled || pointless || Clock::now() >= until) break;
+          std::this_thread::sleep_for(std::min(milliseconds(50), grace));
         }
+        with_store([&] { store->set(key("read", static_cast<size_t>(rank)), bytes_of("1")); });
       });
 
   std::lock_guard<std::mutex> lk(result->m);
@@ -509,35 +614,51 @@ std::string GroupImpl::diagnose(const std::string& own_report) {
       text = concat("The rendezvous store at ", store_address(), " cannot be reached (",
                     result->store_error, "): its host, ", store_host(),
                     ", has probably died or exited.");
-  } else {
-    std::vector<int> silent;
-    std::string reports;
-    int listed = 0, reported = 0;
-    for (int q = 0; q < env_.world_size; ++q) {
-      if (q == env_.rank) continue;
-      const auto& r = result->reports[static_cast<size_t>(q)];
-      if (!r) {
-        silent.push_back(q);
-        continue;
-      }
-      ++reported;
-      if (listed < 4) {
-        reports += concat(listed ? "; " : "", "rank ", q, ": ", r->substr(0, 240));
-        ++listed;
-      }
-    }
-    if (reported > 0)
-      text += concat("Other ranks reported errors (", reported, "): ", reports,
-                     reported > listed ? "; ..." : "", ". ");
-    if (silent.empty())
-      text += "Every other rank reported an error.";
-    else
-      text += concat("No error report from rank", silent.size() > 1 ? "s " : " ",
-                     rank_list(silent), " (dead, hung, or not yet affected).");
-    if (!result->store_error.empty())
-      text += concat(" (The store at ", store_address(), " went away meanwhile: its host, ",
-                     store_host(), ", has exited or died.)");
   }
+  std::vector<int> gone, alive, unknown;
+  std::string reports;
+  int listed = 0, reported = 0;
+  for (int q = 0; q < env_.world_size; ++q) {
+    if (q == env_.rank) continue;
+    const auto& r = result->reports[static_cast<size_t>(q)];
+    if (!r) {
+      switch (result->liveness[static_cast<size_t>(q)]) {
+        case Liveness::Gone: gone.push_back(q); break;
+        case Liveness::Alive: alive.push_back(q); break;
+        case Liveness::Unknown: unknown.push_back(q); break;
+      }
+      continue;
+    }
+    ++reported;
+    if (listed < 4) {
+      reports += concat(listed ? "; " : "", "rank ", q, ": ", r->substr(0, 240));
+      ++listed;
+    }
+  }
+  const auto ranks = [](const std::vector<int>& v) {
+    return concat(v.size() > 1 ? "Ranks " : "Rank ", rank_list(v));
+  };
+  const auto space = [&] { return text.empty() ? "" : " "; };
+  if (reported > 0)
+    text += concat(space(), "Other ranks reported errors (", reported, "): ", reports,
+                   reported > listed ? "; ..." : "", ".");
+  if (!gone.empty())
+    text += concat(space(), ranks(gone), " died or exited",
+                   result->store_error.empty() ? " without reporting an error"
+                                               : " (whether after reporting an error is unknown)",
+                   ": nothing accepts connections at ", gone.size() > 1 ? "their" : "its",
+                   " liveness address any more.");
+  if (!alive.empty())
+    text += concat(space(), ranks(alive), " still ", alive.size() > 1 ? "run" : "runs",
+                   " but reported no error (hung, stalled, or not yet affected).");
+  if (!unknown.empty())
+    text += concat(space(), "No error report from rank", unknown.size() > 1 ? "s " : " ",
+                   rank_list(unknown), " (dead, hung, or not yet affected).");
+  if (result->store_reached && gone.empty() && alive.empty() && unknown.empty())
+    text += concat(space(), "Every other rank reported an error.");
+  if (result->store_reached && !result->store_error.empty())
+    text += concat(" (The store at ", store_address(), " went away meanwhile: its host, ",
+                   store_host(), ", has exited or died.)");
   diagnosis_ = text;
   return text;
 }
@@ -565,6 +686,10 @@ void GroupImpl::connect() {
   //    does: the torchrun agent's store (client everywhere, prefix
   //    /worker/attempt_<restarts>) or rank 0 hosts it (multi-tenant).
   const bool host = !env_.use_agent_store && rank == 0;
+  // Opened before the store and the backend's sockets, so that a dying
+  // process closes it first (descriptors close in order): whoever sees the
+  // store or a connection fail then finds it closed too.
+  const std::string liveness = liveness_address(env_.master_addr, env_.master_port);
   c10d::TCPStoreOptions opts;
   opts.port = static_cast<std::uint16_t>(env_.master_port);
   opts.isServer = host;
@@ -605,12 +730,20 @@ void GroupImpl::connect() {
   store_ = c10::make_intrusive<c10d::PrefixStore>(
       "tessera/" + std::to_string(generation.fetch_add(1)), base);
 
-  // 2. Wait until every rank has joined, naming those that did not.
+  // 2. Wait until every rank has joined, naming those that did not.  Each
+  //    joins with its liveness address: read now, while the store is surely
+  //    up, since a failure may take the store down with it.
   try {
-    store_->set("join/" + std::to_string(rank), bytes_of("1"));
+    store_->set("join/" + std::to_string(rank), bytes_of(liveness));
     std::vector<std::string> keys;
     for (int q = 0; q < size; ++q) keys.push_back("join/" + std::to_string(q));
     store_->wait(keys, timeout_);
+    peer_addresses_.resize(static_cast<size_t>(size));
+    for (int q = 0; q < size; ++q) {
+      if (q == rank) continue;
+      const auto v = store_->get(keys[static_cast<size_t>(q)]);
+      peer_addresses_[static_cast<size_t>(q)] = std::string(v.begin(), v.end());
+    }
   } catch (...) {
     const std::string msg = message_of(std::current_exception());
     std::vector<int> missing;
@@ -641,7 +774,9 @@ void GroupImpl::connect() {
 #ifdef USE_C10D_GLOO
       auto gloo_opts = c10d::ProcessGroupGloo::Options::create(timeout_);
       gloo_opts->devices.push_back(gloo_device(env_));
-      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(pg_store, rank, size, gloo_opts);
+      auto gloo = c10::make_intrusive<GlooGroup>(pg_store, rank, size, gloo_opts);
+      hang_up_ = [gloo] { gloo->hang_up(); };
+      pg_ = gloo;
 #endif
     }
   } catch (const tessera::Error&) {
@@ -661,6 +796,7 @@ void GroupImpl::connect() {
 
 std::shared_ptr<Group> Group::create(const DistributedEnv& env, torch::Device device,
                                      std::chrono::milliseconds timeout) {
+  ignore_sigpipe();
   auto group = std::make_shared<GroupImpl>(env, device, timeout);
   group->connect();
   return group;

@@ -12,11 +12,16 @@
 // operations that depend on it throw tessera::CommunicationError, at the
 // latest `timeout()` after wait() was called (a dead peer is noticed at once:
 // its sockets close), plus a short diagnosis: the failing rank publishes its
-// error in the rendezvous store and reads the others' for min(timeout/5,
-// 1 s) (2 s more at worst, when the store's host hangs).  The message
-// names this rank, the operation, the peer rank (for isend/irecv; for
-// collectives that a peer is missing), the ranks that reported errors and
-// those that did not: the likely dead or hung ones.
+// error in the rendezvous store, closes its own connections (so that ranks
+// waiting on it fail now too, rather than at their timeout), and reads the
+// others' reports until every rank has reported or is known to be dead, for
+// at most min(timeout/5, 1 s) (2 s more at worst, when the store's host
+// hangs).  A rank is named dead only when its process is gone (its liveness
+// socket refuses connections), so a survivor that is slow to report is never
+// mistaken for the culprit.  The message names this rank, the operation,
+// the peer rank (for isend/irecv; for collectives that a peer is missing),
+// the ranks that reported errors, the dead ones, and those alive but silent
+// (hung or not yet affected).  After a failure the communicator is unusable.
 //
 // Communicators of several ranks must be created in the same order on every
 // rank (each one gets its own namespace in the store).  On CUDA, wait()
