@@ -1,11 +1,17 @@
 // Seconds per iteration of the single-process reconstruction against the FFT
 // floor: the batched FFTs (forward model) and inverse FFTs (its adjoint, in
 // backward) that one iteration must do, timed in the same run on the same data.
+// On a machine shared with other work, compare thread counts and run with
+// OMP_WAIT_POLICY=PASSIVE: OpenMP workers spin at every join, and one that is
+// descheduled turns each parallel region into a wait for a time slice.
 //
 //   bench_iteration [frames_per_side=20] [frame=64] [iterations=10] [threads=0]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <numeric>
+#include <vector>
 
 #include "data/simulate.h"
 #include "src/threads.h"
@@ -15,10 +21,22 @@
 using namespace tessera;
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+double mean(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); }
+
+}  // namespace
+
 int main(int argc, char** argv) {
   const int64_t side = argc > 1 ? std::atoll(argv[1]) : 20;
   const int64_t frame = argc > 2 ? std::atoll(argv[2]) : 64;
-  const int iterations = argc > 3 ? std::atoi(argv[3]) : 10;
+  const int iterations = std::max(1, argc > 3 ? std::atoi(argv[3]) : 10);
   const int threads = configure_threads(argc > 4 ? std::atoi(argv[4]) : 0);
   SimulationSettings sim;
   sim.scan_y = sim.scan_x = side;
@@ -32,32 +50,44 @@ int main(int argc, char** argv) {
     torch::autograd::profiler::RecordProfile guard(std::getenv("TESSERA_PROFILE"));
     rec.iterate();
   }
-  const auto t0 = Clock::now();
-  for (int i = 0; i < iterations; ++i) rec.iterate();
-  const double per_iteration = std::chrono::duration<double>(Clock::now() - t0).count() / iterations;
-
   // The floor: every pattern's exit wave goes through one FFT forward and one
-  // inverse FFT backward, in the same chunks as the engine.
-  const int64_t n = side * side, chunk = s.chunk_size;
+  // inverse FFT backward, in the engine's passes (mini-batches cut into chunks).
+  const int64_t n = side * side, chunk = std::min(s.chunk_size, rec.batch_size());
   auto waves = torch::randn({chunk, 1, frame, frame}, torch::kComplexFloat);
   auto fft_round = [&] {
-    for (int64_t b = 0; b < n; b += chunk) {
-      auto w = b + chunk <= n ? waves : waves.slice(0, 0, n - b);
-      auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
-      auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
-    }
+    for (int64_t b = 0; b < n; b += rec.batch_size())
+      for (int64_t c = b; c < std::min(n, b + rec.batch_size()); c += chunk) {
+        const int64_t len = std::min({chunk, n - c, b + rec.batch_size() - c});
+        auto w = len == chunk ? waves : waves.slice(0, 0, len);
+        auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
+        auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
+      }
   };
   fft_round();
-  const auto t1 = Clock::now();
-  for (int i = 0; i < iterations; ++i) fft_round();
-  const double floor = std::chrono::duration<double>(Clock::now() - t1).count() / iterations;
-  std::printf("patterns %ld of %ldx%ld, batch %ld, chunk %ld, threads %d\n", static_cast<long>(n),
+  // Iterations and floor rounds alternate, so that both see the same load on a
+  // shared machine; medians are robust to the odd descheduled round.
+  std::vector<double> iteration_s, floor_s;
+  for (int i = 0; i < iterations; ++i) {
+    const auto t0 = Clock::now();
+    rec.iterate();
+    const auto t1 = Clock::now();
+    fft_round();
+    const auto t2 = Clock::now();
+    iteration_s.push_back(std::chrono::duration<double>(t1 - t0).count());
+    floor_s.push_back(std::chrono::duration<double>(t2 - t1).count());
+  }
+  const double per_iteration = median(iteration_s), floor = median(floor_s);
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  std::printf("patterns %ld of %ldx%ld, batch %ld, chunk %ld, threads %d, OMP_WAIT_POLICY %s\n", static_cast<long>(n),
               static_cast<long>(frame), static_cast<long>(frame), static_cast<long>(rec.batch_size()),
-              static_cast<long>(chunk), threads);
-  std::printf("seconds per iteration      %.4f\n", per_iteration);
-  std::printf("FFT floor per iteration    %.4f  (%ld forward + %ld inverse %ldx%ld FFTs)\n", floor,
-              static_cast<long>(n), static_cast<long>(n), static_cast<long>(frame), static_cast<long>(frame));
-  std::printf("ratio iteration / floor    %.2f  (target <= 1.5)\n", per_iteration / floor);
+              static_cast<long>(chunk), threads, wait_policy ? wait_policy : "(unset)");
+  std::printf("seconds per iteration      %.4f  (median of %d; mean %.4f)\n", per_iteration, iterations,
+              mean(iteration_s));
+  std::printf("FFT floor per iteration    %.4f  (median; mean %.4f; %ld forward + %ld inverse %ldx%ld FFTs)\n", floor,
+              mean(floor_s), static_cast<long>(n), static_cast<long>(n), static_cast<long>(frame),
+              static_cast<long>(frame));
+  std::printf("ratio iteration / floor    %.2f  (target <= 1.5; ratio of means %.2f)\n", per_iteration / floor,
+              mean(iteration_s) / mean(floor_s));
   std::printf("patterns per second        %.0f\n", n / per_iteration);
   return 0;
 }

@@ -7,6 +7,7 @@
 //   intensity  sum (I_pred - I)^2                    Gaussian noise on intensities
 //   poisson    sum (I_pred - I log I_pred)           Poisson negative log-likelihood
 //                                                    (constant terms dropped)
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -20,6 +21,20 @@ using LossFunction =
     std::function<torch::Tensor(const torch::Tensor& predicted, const torch::Tensor& measured,
                                 const torch::Tensor& valid)>;
 
+// Per-pixel form of a loss, for the fused far-field path (far_field_loss.h),
+// which needs l and dl/dI without building an autograd graph. For n pixels of
+// one pattern: writes slope[k] = dl/dI at (predicted[k], measured[k]), 0 where
+// valid[k] is false (valid == nullptr: every pixel), and returns the sum of l
+// over the valid pixels.
+template <typename T>
+using PixelLossKernel = double (*)(const T* predicted, const T* measured, const bool* valid, T* slope,
+                                   int64_t n);
+struct PixelLoss {
+  PixelLossKernel<float> f32 = nullptr;
+  PixelLossKernel<double> f64 = nullptr;
+  bool available() const { return f32 != nullptr && f64 != nullptr; }
+};
+
 struct LossInfo {
   std::string name;
   std::string description;
@@ -29,6 +44,9 @@ struct LossInfo {
   // Gradient-descent steps are scaled from it and from the data.
   double curvature;
   bool curvature_scales_with_intensity;  // true for the intensity loss
+  // The same loss pixel by pixel with its analytic derivative; a loss without
+  // one leaves it empty and is differentiated by autograd instead.
+  PixelLoss pixelwise = {};
 };
 
 // Registers a loss under its name (one place: losses.cpp registers the built-ins).

@@ -1,5 +1,6 @@
 #include "models/ptycho_model.h"
 
+#include "models/far_field_loss.h"
 #include "models/propagation.h"
 #include "src/error.h"
 #include "src/ops/patches.h"
@@ -31,6 +32,16 @@ torch::Tensor PtychoModelImpl::forward(const torch::Tensor& positions) {
   auto far = far_field(exit_waves(positions));
   // |z|^2 through view_as_real is cheaper than abs().pow(2) and has a clean gradient at 0.
   return torch::view_as_real(far).pow(2).sum({-1, 1});
+}
+
+torch::Tensor PtychoModelImpl::data_loss(const torch::Tensor& positions, const torch::Tensor& measured,
+                                         const torch::Tensor& valid, const LossInfo& loss) {
+  if (!loss.pixelwise.available() || !object_real.device().is_cpu() || positions.size(0) == 0)
+    return loss.function(forward(positions), measured, valid);
+  if (object_real.size(0) > 1) return far_field_loss(exit_waves(positions), measured, valid, loss.pixelwise);
+  // (B, 1, h, w) -> (B, h, w) as a view: its backward is a reshape, where select's would zero-fill and copy.
+  auto patches = ops::extract_patches(object(), positions, frame_h(), frame_w()).view({-1, frame_h(), frame_w()});
+  return probe_far_field_loss(probe(), patches, measured, valid, loss.pixelwise);
 }
 
 }  // namespace tessera

@@ -7,8 +7,11 @@
 //   I_j      = sum_m |F psi_jm|^2                    (incoherent probe modes)
 //
 // S_j is the custom op tessera::extract_patches (bilinear sub-pixel windows),
-// F the orthonormal FFT. Gradients come from autograd.
+// F the orthonormal FFT. Gradients come from autograd; data_loss fuses the
+// far field and the loss into one operator with an analytic gradient.
 #include <torch/torch.h>
+
+#include "models/losses.h"
 
 namespace tessera {
 
@@ -24,6 +27,14 @@ class PtychoModelImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& positions);
   // Exit waves (B, M, h, w) leaving the last slice.
   torch::Tensor exit_waves(const torch::Tensor& positions);
+  // Data loss of the patterns at `positions` against their measured
+  // intensities (B, h, w), FFT order, and valid mask ((h, w), (B, h, w) or
+  // undefined): loss.function(forward(positions), measured, valid), with the
+  // same value and gradients, but computed by the fused far-field operator
+  // (far_field_loss.h) when the loss has a per-pixel form and the model is on
+  // the CPU. Positions stay differentiable.
+  torch::Tensor data_loss(const torch::Tensor& positions, const torch::Tensor& measured, const torch::Tensor& valid,
+                          const LossInfo& loss);
 
   int64_t frame_h() const { return probe_real.size(1); }
   int64_t frame_w() const { return probe_real.size(2); }

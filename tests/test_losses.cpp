@@ -66,6 +66,42 @@ TEST(Losses, GradientsMatchFiniteDifferences) {
   }
 }
 
+// The per-pixel form (used by the fused far-field loss) is the same loss:
+// value and dl/dI agree with the tensor form and its autograd gradient.
+TEST(Losses, PixelFormMatchesTensorForm) {
+  torch::manual_seed(5);
+  const int64_t n = 2 * 5 * 5;
+  auto meas = positive({2, 5, 5});
+  auto valid = torch::rand({2, 5, 5}) > 0.3;
+  for (const auto& name : loss_names()) {
+    const auto& loss = loss_by_name(name);
+    ASSERT_TRUE(loss.pixelwise.available()) << name;
+    auto pred = positive({2, 5, 5}).requires_grad_();
+    auto reference = loss.function(pred, meas, valid);
+    auto grad = torch::autograd::grad({reference}, {pred})[0];
+    for (bool masked : {true, false}) {
+      auto slope = torch::empty({n}, torch::kFloat64);
+      auto valid_bytes = valid.contiguous();
+      const double value = loss.pixelwise.f64(pred.detach().contiguous().data_ptr<double>(), meas.data_ptr<double>(),
+                                              masked ? valid_bytes.data_ptr<bool>() : nullptr,
+                                              slope.data_ptr<double>(), n);
+      auto expected = masked ? reference : loss.function(pred, meas, {});
+      auto expected_grad = masked ? grad : torch::autograd::grad({expected}, {pred})[0];
+      EXPECT_NEAR(value, expected.item<double>(), 1e-12 * std::abs(expected.item<double>())) << name;
+      EXPECT_LE((slope.view({2, 5, 5}) - expected_grad).abs().max().item<double>(),
+                1e-12 * expected_grad.abs().max().item<double>()) << name << (masked ? " (masked)" : "");
+    }
+    // Float agrees with double.
+    auto pred_f = pred.detach().to(torch::kFloat32).contiguous();
+    auto meas_f = meas.to(torch::kFloat32).contiguous();
+    auto slope_f = torch::empty({n}, torch::kFloat32);
+    const double value_f = loss.pixelwise.f32(pred_f.data_ptr<float>(), meas_f.data_ptr<float>(), nullptr,
+                                              slope_f.data_ptr<float>(), n);
+    const double value_d = loss.function(pred.detach(), meas, {}).item<double>();
+    EXPECT_NEAR(value_f, value_d, 1e-5 * (std::abs(value_d) + n)) << name;
+  }
+}
+
 TEST(ForwardModel, ParsevalAndModes) {
   torch::manual_seed(3);
   auto object = torch::polar(torch::ones({1, 24, 24}, torch::kFloat64), torch::randn({1, 24, 24}, torch::kFloat64));

@@ -1,0 +1,143 @@
+// The fused data loss (models/far_field_loss.h, PtychoModel::data_loss)
+// against the unfused autograd path loss.function(forward(positions)), in
+// double precision: same value and same gradients with respect to object,
+// probe and positions, for every registered loss.
+#include <gtest/gtest.h>
+
+#include "models/far_field_loss.h"
+#include "models/losses.h"
+#include "models/propagation.h"
+#include "models/ptycho_model.h"
+#include "src/error.h"
+
+using namespace tessera;
+
+namespace {
+
+struct Problem {
+  torch::Tensor object, probe, positions, measured, valid, transfer;
+};
+
+Problem make_problem(int64_t slices, int64_t modes, bool per_pattern_mask) {
+  Problem p;
+  const int64_t h = 8, w = 8, B = 5;
+  p.object = torch::polar(1 + 0.2 * torch::rand({slices, 24, 24}, torch::kFloat64),
+                          0.5 * torch::randn({slices, 24, 24}, torch::kFloat64));
+  p.probe = torch::randn({modes, h, w}, torch::kComplexDouble);
+  // Fractional parts away from 0 and 1: the bilinear kink is not under test.
+  p.positions = (torch::rand({B, 2}, torch::kFloat64) * 12).floor() + 1.2 + 0.6 * torch::rand({B, 2}, torch::kFloat64);
+  p.measured = torch::rand({B, h, w}, torch::kFloat64) * 4 + 0.1;
+  p.valid = per_pattern_mask ? torch::rand({B, h, w}) > 0.25 : torch::rand({h, w}) > 0.25;
+  if (slices > 1) p.transfer = fresnel_transfer_function(h, w, 1e-8, 1e-8, 1e-10, 2e-7, torch::kComplexDouble);
+  return p;
+}
+
+struct Gradients {
+  double loss = 0;
+  torch::Tensor object, probe, positions;
+};
+
+// One backward of scale * loss, as the engine does (scale = 1 / batch size).
+Gradients run(const Problem& p, const LossInfo& loss, bool fused, bool refine_probe = true) {
+  PtychoModel model(p.object, p.probe, p.transfer);
+  model->probe_real.requires_grad_(refine_probe);
+  auto positions = p.positions.clone().requires_grad_();
+  auto value = fused ? model->data_loss(positions, p.measured, p.valid, loss)
+                     : loss.function(model->forward(positions), p.measured, p.valid);
+  (value * 0.37).backward();
+  Gradients g;
+  g.loss = value.item<double>();
+  g.object = model->object_real.grad();
+  g.probe = model->probe_real.grad();
+  g.positions = positions.grad();
+  return g;
+}
+
+// max |a - b| relative to max |b|.
+double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+void expect_same(const Gradients& fused, const Gradients& reference, const std::string& what) {
+  EXPECT_LE(std::abs(fused.loss - reference.loss), 1e-12 * std::abs(reference.loss)) << what;
+  ASSERT_TRUE(fused.object.defined()) << what;
+  EXPECT_LE(relative_difference(fused.object, reference.object), 1e-12) << what << ": object gradient";
+  EXPECT_LE(relative_difference(fused.positions, reference.positions), 1e-12) << what << ": positions gradient";
+  ASSERT_EQ(fused.probe.defined(), reference.probe.defined()) << what;
+  if (reference.probe.defined()) {
+    EXPECT_LE(relative_difference(fused.probe, reference.probe), 1e-12) << what << ": probe gradient";
+  }
+}
+
+}  // namespace
+
+TEST(FusedDataLoss, MatchesAutogradForEveryLossWithMaskAndTwoModes) {
+  torch::manual_seed(11);
+  const auto p = make_problem(1, 2, false);
+  for (const auto& name : loss_names()) {
+    const auto& loss = loss_by_name(name);
+    ASSERT_TRUE(loss.pixelwise.available()) << name;
+    expect_same(run(p, loss, true), run(p, loss, false), name);
+  }
+}
+
+TEST(FusedDataLoss, PerPatternMaskAndFixedProbe) {
+  torch::manual_seed(12);
+  const auto p = make_problem(1, 2, true);
+  for (const auto& name : loss_names()) {
+    const auto& loss = loss_by_name(name);
+    const auto fused = run(p, loss, true, false), reference = run(p, loss, false, false);
+    EXPECT_FALSE(fused.probe.defined()) << name;
+    expect_same(fused, reference, name + " (per-pattern mask, probe fixed)");
+  }
+}
+
+TEST(FusedDataLoss, MultisliceExitWaves) {
+  torch::manual_seed(13);
+  const auto p = make_problem(2, 2, false);
+  for (const auto& name : loss_names()) {
+    const auto& loss = loss_by_name(name);
+    expect_same(run(p, loss, true), run(p, loss, false), name + " (2 slices)");
+  }
+}
+
+TEST(FusedDataLoss, LossWithoutPixelFormUsesAutograd) {
+  torch::manual_seed(14);
+  auto p = make_problem(1, 1, false);
+  LossInfo plain = loss_by_name("intensity");
+  plain.pixelwise = {};
+  expect_same(run(p, plain, true), run(p, loss_by_name("intensity"), false), "no per-pixel form");
+}
+
+TEST(FusedDataLoss, FloatAgreesWithDouble) {
+  torch::manual_seed(15);
+  auto p = make_problem(1, 2, false);
+  const auto& loss = loss_by_name("amplitude");
+  const auto reference = run(p, loss, true);
+  Problem f = p;
+  f.object = p.object.to(torch::kComplexFloat);
+  f.probe = p.probe.to(torch::kComplexFloat);
+  f.positions = p.positions.to(torch::kFloat32);
+  f.measured = p.measured.to(torch::kFloat32);
+  const auto single = run(f, loss, true);
+  EXPECT_NEAR(single.loss, reference.loss, 1e-5 * reference.loss);
+  EXPECT_LE(relative_difference(single.object.to(torch::kFloat64), reference.object), 1e-4);
+  EXPECT_LE(relative_difference(single.probe.to(torch::kFloat64), reference.probe), 1e-4);
+}
+
+TEST(FusedDataLoss, BadShapesNameTheProblem) {
+  auto psi = torch::randn({3, 1, 8, 8}, torch::kComplexDouble);
+  const auto& loss = loss_by_name("amplitude").pixelwise;
+  try {
+    far_field_loss(psi, torch::rand({3, 8, 9}, torch::kFloat64), {}, loss);
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("measured intensities have shape"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(far_field_loss(psi, torch::rand({3, 8, 8}, torch::kFloat32), {}, loss), Error);
+  EXPECT_THROW(far_field_loss(psi, torch::rand({3, 8, 8}, torch::kFloat64), torch::ones({4, 4}, torch::kBool), loss),
+               Error);
+  EXPECT_THROW(probe_far_field_loss(torch::randn({1, 8, 8}, torch::kComplexDouble),
+                                    torch::randn({3, 6, 6}, torch::kComplexDouble), torch::rand({3, 8, 8}), {}, loss),
+               Error);
+}
