@@ -1,10 +1,14 @@
 // End-to-end single-process reconstruction: accuracy against the simulated
-// truth for each loss and several optimisers, resume, divergence, bad settings.
+// truth for each loss and two optimisers, the phase-ramp gauge, resume,
+// divergence, bad settings.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
+#include "data/phantom.h"
 #include "data/simulate.h"
+#include "models/phase_ramp.h"
+#include "models/ptycho_model.h"
 #include "src/error.h"
 #include "src/threads.h"
 #include "train/reconstruction.h"
@@ -29,17 +33,15 @@ const CxiContent& sample() {
   return c;
 }
 
-// Returns the issue's correlation (global phase and integer shift removed),
-// or with ramp = true the same after also removing a linear phase ramp, the
-// one degree of freedom ptychographic data cannot fix.
-double reconstruct_and_score(const std::string& optimizer, const std::string& loss, int iterations,
-                             double rate_scale = 1, bool ramp = false) {
+// Returns the issue's correlation: unit-modulus phases compared over the
+// well-illuminated interior after removing a global phase and the best
+// integer shift (no phase-ramp removal).
+double reconstruct_and_score(const std::string& optimizer, const std::string& loss, int iterations) {
   configure_threads(0);
   ReconstructionSettings s;
   s.optimizer = optimizer;
   s.loss = loss;
   s.iterations = iterations;
-  s.rate_scale = rate_scale;
   s.quiet = true;
   auto problem = ScanProblem::from_content(sample());
   Reconstruction rec(problem, s);
@@ -47,7 +49,7 @@ double reconstruct_and_score(const std::string& optimizer, const std::string& lo
   const auto a = score_against_truth(problem, rec.object()).value();
   std::printf("%s/%s, %d iterations: correlation %.4f (%.4f without phase ramp)\n", optimizer.c_str(), loss.c_str(),
               iterations, a.correlation, a.correlation_without_ramp);
-  return ramp ? a.correlation_without_ramp : a.correlation;
+  return a.correlation;
 }
 
 fs::path temp_dir() {
@@ -58,16 +60,109 @@ fs::path temp_dir() {
 
 }  // namespace
 
-TEST(Reconstruction, AdamAmplitudeReachesTheTruthUpToAPhaseRamp) {
-  EXPECT_GE(reconstruct_and_score("adam", "amplitude", 60, 1, true), 0.99);
+// The issue's bar: >= 0.99 within 100 iterations; the small sample gets 60.
+constexpr int kIterations = 60;
+
+TEST(Reconstruction, AdamAmplitudeReachesTheTruth) {
+  EXPECT_GE(reconstruct_and_score("adam", "amplitude", kIterations), 0.99);
 }
 
-TEST(Reconstruction, AdamPoissonReachesTheTruthUpToAPhaseRamp) {
-  EXPECT_GE(reconstruct_and_score("adam", "poisson", 60, 1, true), 0.99);
+TEST(Reconstruction, AdamPoissonReachesTheTruth) {
+  EXPECT_GE(reconstruct_and_score("adam", "poisson", kIterations), 0.99);
 }
 
 TEST(Reconstruction, SgdAmplitudeReachesTheTruth) {
-  EXPECT_GE(reconstruct_and_score("sgd", "amplitude", 60), 0.99);
+  EXPECT_GE(reconstruct_and_score("sgd", "amplitude", kIterations), 0.99);
+}
+
+TEST(Reconstruction, SgdPoissonReachesTheTruth) {
+  EXPECT_GE(reconstruct_and_score("sgd", "poisson", kIterations), 0.99);
+}
+
+// Not reached yet (issue 2): the intensity loss converges too slowly, with
+// Adam and with SGD (whose steps from the brightest pixel's curvature are
+// ~30x too small). Enable when fixed.
+TEST(Reconstruction, DISABLED_AdamIntensityReachesTheTruth) {
+  EXPECT_GE(reconstruct_and_score("adam", "intensity", kIterations), 0.99);
+}
+
+TEST(Reconstruction, DISABLED_SgdIntensityReachesTheTruth) {
+  EXPECT_GE(reconstruct_and_score("sgd", "intensity", kIterations), 0.99);
+}
+
+// The gauge move must leave every predicted intensity as it was (exactly for
+// whole-pixel windows; bilinear sub-pixel windows see the ramp interpolated)
+// and leave the probe with no mean phase step.
+TEST(PhaseRampGauge, MovingTheRampKeepsIntensitiesAndCentresTheProbe) {
+  torch::manual_seed(3);
+  const int64_t n = 32, H = 60, W = 64;
+  const std::pair<double, double> k{0.07, -0.04};
+  auto yy = torch::arange(n, torch::kFloat64).view({n, 1}), xx = torch::arange(n, torch::kFloat64).view({1, n});
+  auto tilt = torch::polar(torch::ones({n, n}, torch::kFloat64), yy * k.first + xx * k.second);
+  // A probe that fades well inside its window, whose symmetric pupil puts its
+  // far field on the zero order: the estimate is the tilt.
+  auto probe = (phantom_probe(n, n, 0.5, 1.0, 1e4).to(torch::kComplexDouble) * tilt).unsqueeze(0);
+  auto phase = torch::randn({1, H, W}, torch::kFloat64) * 0.5;
+  auto object = torch::polar(torch::ones_like(phase), phase);
+  auto whole = torch::tensor({{0., 0.}, {7., 11.}, {20., 25.}, {13., 3.}}, torch::kFloat64);
+  auto sub = whole + 0.37;
+
+  const auto found = probe_phase_ramp(probe);
+  EXPECT_NEAR(found.first, k.first, 3e-3);
+  EXPECT_NEAR(found.second, k.second, 3e-3);
+
+  const Rect extent{5, 9, H, W};  // a tile's array placed away from the origin
+  PtychoModel before(object, probe), after(object, probe);
+  move_phase_ramp_to_object(after->probe_real, after->object_real, extent, found);
+  torch::NoGradGuard no_grad;
+  for (const auto& [positions, tolerance] : {std::make_pair(whole, 1e-9), std::make_pair(sub, 1e-2)}) {
+    auto a = before->forward(positions), b = after->forward(positions);
+    const double rel = (torch::abs(a - b).max() / a.max()).item<double>();
+    EXPECT_LT(rel, tolerance);
+    if (tolerance > 1e-3) {
+      EXPECT_GT(rel, 0) << "sub-pixel windows should see the interpolation";
+    }
+  }
+  const auto rest = probe_phase_ramp(after->probe_real);
+  EXPECT_NEAR(rest.first, 0, 3e-3);
+  EXPECT_NEAR(rest.second, 0, 3e-3);
+  // The object took the ramp in global coordinates: its mean step is the one found.
+  auto o = after->object();
+  const double ky = torch::angle((o.slice(1, 1) * torch::conj(o.slice(1, 0, -1)) / object.slice(1, 1) *
+                                  object.slice(1, 0, -1)).mean()).item<double>();
+  EXPECT_NEAR(ky, found.first, 1e-9);
+}
+
+// SGD's momentum turns with the parameters: a run that moves the gauge every
+// step follows the plain run, turned by the same factor.
+TEST(PhaseRampGauge, OptimiserStateFollowsTheGaugeMove) {
+  torch::manual_seed(5);
+  auto target = torch::view_as_real(torch::polar(torch::ones({6}, torch::kFloat64), torch::randn({6}, torch::kFloat64)));
+  auto loss_of = [&](const torch::Tensor& p) {  // |p|^2 - distance to |target|: invariant under p -> u p
+    auto c = torch::view_as_complex(p);
+    return (torch::abs(c) - 2 * torch::abs(torch::view_as_complex(target))).pow(2).sum();
+  };
+  auto u = torch::polar(torch::ones({6}, torch::kFloat64), torch::linspace(0, 1, 6, torch::kFloat64));
+  auto plain = torch::view_as_real(torch::complex(torch::ones({6}, torch::kFloat64), torch::zeros({6}, torch::kFloat64))).clone().requires_grad_(true);
+  auto moved = plain.detach().clone().requires_grad_(true);
+  torch::optim::SGD a({plain}, torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true));
+  torch::optim::SGD b({moved}, torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true));
+  auto total = torch::ones({6}, torch::kComplexDouble);
+  for (int step = 0; step < 5; ++step) {
+    for (auto [opt, p] : {std::make_pair(&a, plain), std::make_pair(&b, moved)}) {
+      opt->zero_grad();
+      loss_of(p).backward();
+      opt->step();
+    }
+    {
+      torch::NoGradGuard no_grad;
+      torch::view_as_complex(moved).mul_(u);
+    }
+    EXPECT_TRUE(rotate_optimizer_state(b, moved, u));
+    total = total * u;
+  }
+  auto expected = torch::view_as_complex(plain.detach()) * total;
+  EXPECT_LT(torch::abs(expected - torch::view_as_complex(moved.detach())).max().item<double>(), 1e-12);
 }
 
 TEST(Reconstruction, FlatObjectScoresLow) {

@@ -51,6 +51,50 @@ const OptimizerInfo& optimizer_by_name(const std::string& name) {
   return it->second;
 }
 
+namespace {
+
+void rotate_moment(torch::Tensor& m, const torch::Tensor& u) {
+  if (!m.defined() || m.numel() == 0) return;
+  auto c = torch::view_as_complex(m);
+  c.mul_(u.to(c.dtype()));
+}
+
+void rotate_second_moment(torch::Tensor& v, const torch::Tensor& u) {
+  if (!v.defined() || v.numel() == 0) return;
+  auto cos2 = torch::real(u).pow(2).to(v.dtype()), sin2 = torch::imag(u).pow(2).to(v.dtype());
+  auto re = v.select(-1, 0), im = v.select(-1, 1);
+  auto new_re = cos2 * re + sin2 * im, new_im = sin2 * re + cos2 * im;
+  re.copy_(new_re);
+  im.copy_(new_im);
+}
+
+}  // namespace
+
+bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param, const torch::Tensor& u) {
+  using namespace torch::optim;
+  torch::NoGradGuard no_grad;
+  if (dynamic_cast<LBFGS*>(&optimizer)) return false;
+  auto it = optimizer.state().find(c10::guts::to_string(param.unsafeGetTensorImpl()));
+  if (it == optimizer.state().end()) return true;  // no step taken yet: nothing to carry
+  auto* state = it->second.get();
+  if (auto* a = dynamic_cast<AdamParamState*>(state)) {
+    rotate_moment(a->exp_avg(), u);
+    rotate_second_moment(a->exp_avg_sq(), u);
+    rotate_second_moment(a->max_exp_avg_sq(), u);
+  } else if (auto* g = dynamic_cast<SGDParamState*>(state)) {
+    rotate_moment(g->momentum_buffer(), u);
+  } else if (auto* r = dynamic_cast<RMSpropParamState*>(state)) {
+    rotate_second_moment(r->square_avg(), u);
+    rotate_moment(r->momentum_buffer(), u);
+    rotate_moment(r->grad_avg(), u);
+  } else if (auto* d = dynamic_cast<AdagradParamState*>(state)) {
+    rotate_second_moment(d->sum(), u);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 std::vector<std::string> optimizer_names() {
   std::vector<std::string> v;
   for (auto& [k, _] : registry()) v.push_back(k);

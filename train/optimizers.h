@@ -33,4 +33,14 @@ void register_optimizer(OptimizerInfo info);
 const OptimizerInfo& optimizer_by_name(const std::string& name);  // SettingsError listing known names
 std::vector<std::string> optimizer_names();
 
+// Carries an optimiser's state through the change of variables p -> u p of
+// the complex parameter stored as `param` (real (..., 2) view), u unit-modulus
+// (broadcast to p): a gauge transformation, after which the loss is the same
+// function of the new variables, so gradients turn by u as well. Moment
+// buffers turn with the parameter; element-wise second moments of the real
+// and imaginary parts mix as cos^2 / sin^2 of the angle (their correlation
+// is not kept). Returns false for optimisers whose state it cannot follow
+// (L-BFGS): do not transform their parameters.
+bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param, const torch::Tensor& u);
+
 }  // namespace tessera
