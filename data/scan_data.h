@@ -15,10 +15,22 @@ struct ExperimentGeometry {
   double detector_pixel_x_m = 0;
   int64_t frame_h = 0;            // frame size in detector pixels
   int64_t frame_w = 0;
+  // Electron (4D-STEM) data are calibrated in reciprocal space, with no
+  // detector distance: the reciprocal pixel size dk (1/m per detector pixel)
+  // then fixes the sample pixel as 1 / (N dk). 0 = far-field geometry above.
+  double reciprocal_pixel_y_per_m = 0;
+  double reciprocal_pixel_x_per_m = 0;
 
-  // Sample-plane pixel size of far-field data: lambda * z / (N * p).
-  double pixel_y_m() const { return wavelength_m * distance_m / (frame_h * detector_pixel_y_m); }
-  double pixel_x_m() const { return wavelength_m * distance_m / (frame_w * detector_pixel_x_m); }
+  bool has_reciprocal_calibration() const { return reciprocal_pixel_y_per_m > 0 && reciprocal_pixel_x_per_m > 0; }
+  // Sample-plane pixel size of far-field data: lambda * z / (N * p), or 1 / (N * dk).
+  double pixel_y_m() const {
+    if (has_reciprocal_calibration()) return 1.0 / (static_cast<double>(frame_h) * reciprocal_pixel_y_per_m);
+    return wavelength_m * distance_m / (frame_h * detector_pixel_y_m);
+  }
+  double pixel_x_m() const {
+    if (has_reciprocal_calibration()) return 1.0 / (static_cast<double>(frame_w) * reciprocal_pixel_x_per_m);
+    return wavelength_m * distance_m / (frame_w * detector_pixel_x_m);
+  }
 };
 
 // Ground truth that `tessera simulate` stores so that accuracy can be scored.

@@ -1,22 +1,123 @@
 #include "train/scan_problem.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "data/cxi_file.h"
+#include "data/stem4d_file.h"
+#include "src/electron_optics.h"
 #include "src/error.h"
+#include "train/pattern_reduction.h"
 
 namespace tessera {
 
-ScanProblem ScanProblem::from_cxi(const std::string& path) {
+namespace {
+
+// Places the scan on the sample grid, after options' crop and bin.
+void load_scan(ScanProblem& p, const torch::Tensor& positions_m, const LoadOptions& options) {
+  const ExperimentGeometry full = p.experiment;
+  auto place = [&](const ExperimentGeometry& g) {
+    return ScanGeometry::from_metres(positions_m, g.pixel_y_m(), g.pixel_x_m(), g.frame_h, g.frame_w);
+  };
+  PatternReduction r(full.frame_h, full.frame_w, options.crop_h, options.crop_w, options.bin, p.source);
+  if (r.identity()) {
+    p.scan = place(full);
+    return;
+  }
+  const torch::Tensor full_valid = p.valid_mask;
+  p.experiment = r.geometry(full);
+  p.valid_mask = r.valid(full_valid);
+  if (p.probe_guess) p.probe_guess = r.probe(*p.probe_guess);
+  auto read = p.read_frames;
+  p.read_frames = [read, r, full_valid](const std::vector<int64_t>& idx) { return r.frames(read(idx), full_valid); };
+  p.scan = place(p.experiment);
+  if (!p.truth) return;
+  const bool same_pixel = std::fabs(p.experiment.pixel_y_m() - full.pixel_y_m()) <= 1e-9 * full.pixel_y_m() &&
+                          std::fabs(p.experiment.pixel_x_m() - full.pixel_x_m()) <= 1e-9 * full.pixel_x_m();
+  if (!same_pixel) {
+    // A cropped pattern samples the object more coarsely: the truth cannot score it.
+    p.truth.reset();
+    return;
+  }
+  // Binning keeps the sample pixel; the smaller windows only move the object's
+  // origin, by a whole number of pixels that the first window's corner shows.
+  const ScanGeometry before = place(full);
+  auto origin_shift = [&](int a, int64_t n_full, int64_t n_new) {
+    const double d = 0.5 * static_cast<double>(n_full - n_new) -
+                     (p.scan.positions_px[0][a].item<double>() - before.positions_px[0][a].item<double>());
+    return static_cast<int64_t>(std::llround(d));
+  };
+  const int64_t dy = origin_shift(0, full.frame_h, p.experiment.frame_h);
+  const int64_t dx = origin_shift(1, full.frame_w, p.experiment.frame_w);
+  auto& t = *p.truth;
+  if (dy < 0 || dx < 0 || t.object.size(-2) < dy + p.scan.object_h || t.object.size(-1) < dx + p.scan.object_w) {
+    p.truth.reset();
+    return;
+  }
+  t.object = t.object.slice(-2, dy, dy + p.scan.object_h).slice(-1, dx, dx + p.scan.object_w).contiguous();
+  t.probe = r.probe(t.probe);
+  t.positions_px = p.scan.positions_px.clone();
+}
+
+}  // namespace
+
+ScanProblem ScanProblem::from_cxi(const std::string& path, const LoadOptions& options) {
+  TESSERA_REQUIRE(SettingsError, !options.has_probe_optics(), path,
+                  ": the convergence angle, defocus and C3 options describe an electron probe and apply to 4D-STEM "
+                  "files only; this is a CXI file");
   auto file = std::make_shared<CxiFile>(path);
   ScanProblem p;
   p.source = path;
   p.experiment = file->geometry();
-  const auto& g = p.experiment;
-  p.scan = ScanGeometry::from_metres(file->positions_m(), g.pixel_y_m(), g.pixel_x_m(), g.frame_h, g.frame_w);
   p.valid_mask = file->valid_mask();
   p.probe_guess = file->probe_guess();
   p.truth = file->ground_truth();
   p.read_frames = [file](const std::vector<int64_t>& idx) { return file->read_frames(idx); };
+  load_scan(p, file->positions_m(), options);
   return p;
+}
+
+ScanProblem ScanProblem::from_stem4d(const std::string& path, const LoadOptions& options) {
+  auto file = std::make_shared<Stem4dFile>(path);
+  const auto& cal = file->calibration();
+  ScanProblem p;
+  p.source = path;
+  p.experiment = file->geometry();
+  p.valid_mask = file->valid_mask();
+  p.truth = file->ground_truth();
+  p.read_frames = [file](const std::vector<int64_t>& idx) { return file->read_frames(idx); };
+  load_scan(p, file->positions_m(), options);
+
+  const auto convergence = options.convergence_mrad ? options.convergence_mrad : cal.convergence_mrad;
+  if (convergence) {
+    TESSERA_REQUIRE(SettingsError, std::isfinite(*convergence) && *convergence > 0, path,
+                    ": the convergence semi-angle must be a positive number of mrad, got ", *convergence);
+    electron::ProbeOptics optics;
+    optics.energy_kev = cal.energy_kev;
+    optics.convergence_mrad = *convergence;
+    optics.defocus_angstrom = options.defocus_angstrom.value_or(cal.defocus_angstrom.value_or(0.0));
+    optics.c3_mm = options.c3_mm.value_or(cal.c3_mm.value_or(0.0));
+    // Mean counts from up to 64 patterns spread over the scan: enough for the
+    // probe's power (a thin specimen scatters, it does not absorb, electrons).
+    const int64_t n = file->num_frames(), samples = std::min<int64_t>(n, 64);
+    std::vector<int64_t> idx;
+    for (int64_t i = 0; i < samples; ++i) idx.push_back(i * n / samples);
+    const double counts = p.read_frames(idx).to(torch::kFloat64).sum().item<double>() / static_cast<double>(samples);
+    TESSERA_REQUIRE(DataError, counts > 0, path, ": the patterns hold no counts, so the probe cannot be scaled");
+    const auto& g = p.experiment;
+    p.probe_guess = electron::aberration_probe(optics, g.frame_h, g.frame_w, g.reciprocal_pixel_y_per_m * 1e-10,
+                                               g.reciprocal_pixel_x_per_m * 1e-10, counts)
+                        .unsqueeze(0);
+  } else {
+    TESSERA_REQUIRE(SettingsError, !options.defocus_angstrom && !options.c3_mm, path,
+                    ": a defocus or C3 is given but no convergence semi-angle (neither in the file nor as an option); "
+                    "the aberration probe needs the aperture");
+  }
+  return p;
+}
+
+ScanProblem ScanProblem::from_file(const std::string& path, const LoadOptions& options) {
+  return detect_data_format(path) == DataFormat::stem4d ? from_stem4d(path, options) : from_cxi(path, options);
 }
 
 ScanProblem ScanProblem::from_content(CxiContent c, std::string source) {

@@ -15,6 +15,19 @@
 
 namespace tessera {
 
+// How to load a data file: pattern crop and bin (train/pattern_reduction.h)
+// and, for 4D-STEM data, probe optics that override the file's (the initial
+// probe is then built by src/electron_optics.h).
+struct LoadOptions {
+  int64_t crop_h = 0, crop_w = 0;  // centred crop in detector pixels; 0 = full patterns
+  int64_t bin = 1;                 // sum bin × bin pixels
+  std::optional<double> convergence_mrad;
+  std::optional<double> defocus_angstrom;
+  std::optional<double> c3_mm;
+
+  bool has_probe_optics() const { return convergence_mrad || defocus_angstrom || c3_mm; }
+};
+
 struct ScanProblem {
   std::string source;  // file name, for messages
   ExperimentGeometry experiment;
@@ -25,7 +38,15 @@ struct ScanProblem {
   // Frames of the given global indices, (n, h, w) float32 as measured (detector order).
   std::function<torch::Tensor(const std::vector<int64_t>&)> read_frames;
 
-  static ScanProblem from_cxi(const std::string& path);
+  static ScanProblem from_cxi(const std::string& path, const LoadOptions& options = {});
+  // 4D-STEM layout (data/stem4d_file.h). The probe guess is the aberration
+  // probe of the file's convergence angle, defocus and C3 (or the overrides in
+  // options; a missing defocus or C3 is 0) on the loaded patterns' grid,
+  // scaled to the mean counts per pattern; without a convergence angle there
+  // is none and the engine estimates the probe from the mean pattern.
+  static ScanProblem from_stem4d(const std::string& path, const LoadOptions& options = {});
+  // Either format, detected by its keys (data/stem4d_file.h: detect_data_format).
+  static ScanProblem from_file(const std::string& path, const LoadOptions& options = {});
   static ScanProblem from_content(CxiContent content, std::string source = "memory");
 };
 

@@ -2,14 +2,15 @@
 #include <iostream>
 
 #include "data/cxi_file.h"
+#include "data/stem4d_file.h"
 #include "src/error.h"
 #include "train/cli/commands.h"
 
 namespace tessera::cli {
 
 int info(int argc, char** argv) {
-  cxxopts::Options o("tessera info", "Describe a CXI data file and list everything wrong with it.");
-  o.add_options()("file", "CXI file", cxxopts::value<std::string>())("h,help", "this help");
+  cxxopts::Options o("tessera info", "Describe a data file (CXI or 4D-STEM) and list everything wrong with it.");
+  o.add_options()("file", "CXI or 4D-STEM file", cxxopts::value<std::string>())("h,help", "this help");
   o.parse_positional({"file"});
   o.positional_help("FILE");
   auto r = o.parse(argc, argv);
@@ -19,15 +20,23 @@ int info(int argc, char** argv) {
   }
   if (!r.count("file")) throw cxxopts::exceptions::missing_argument("file");
   const auto path = r["file"].as<std::string>();
-  std::unique_ptr<CxiFile> file;
+  std::string summary;
+  std::vector<std::string> problems;
   try {
-    file = std::make_unique<CxiFile>(path);
+    if (detect_data_format(path) == DataFormat::stem4d) {
+      Stem4dFile file(path);
+      summary = file.summary();
+      problems = file.problems();
+    } else {
+      CxiFile file(path);
+      summary = file.summary();
+      problems = file.problems();
+    }
   } catch (const DataError& e) {
     std::cout << path << ": cannot be used\n  problem: " << e.what() << std::endl;
     return 1;
   }
-  std::cout << file->summary() << std::endl;
-  auto problems = file->problems();
+  std::cout << summary << std::endl;
   if (problems.empty()) {
     std::cout << "no problems found" << std::endl;
     return 0;

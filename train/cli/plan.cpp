@@ -6,6 +6,7 @@
 #include "src/error.h"
 #include "src/memory_model.h"
 #include "train/cli/commands.h"
+#include "train/cli/load_options.h"
 #include "train/scan_problem.h"
 
 namespace tessera::cli {
@@ -43,6 +44,7 @@ int plan(int argc, char** argv) {
       ("optimizer-states", "optimiser state copies per element (Adam 2, SGD 1)", cxxopts::value<int64_t>()->default_value("2"))
       ("show", "ranks to list in detail", cxxopts::value<int>()->default_value("4"))
       ("h,help", "this help");
+  add_load_options(o);
   o.parse_positional({"data"});
   o.positional_help("[DATA]");
   auto r = o.parse(argc, argv);
@@ -53,7 +55,7 @@ int plan(int argc, char** argv) {
   ScanGeometry geom;
   std::string what;
   if (r.count("data")) {
-    auto p = ScanProblem::from_cxi(r["data"].as<std::string>());
+    auto p = ScanProblem::from_file(r["data"].as<std::string>(), parse_load_options(r));
     geom = p.scan;
     what = r["data"].as<std::string>();
   } else {

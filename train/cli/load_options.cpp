@@ -1,0 +1,57 @@
+#include "train/cli/load_options.h"
+
+#include <cmath>
+#include <string>
+
+#include "src/error.h"
+
+namespace tessera::cli {
+
+void add_load_options(cxxopts::Options& options) {
+  options.add_options("loading")
+      ("crop", "centred crop of every pattern to N or HxW detector pixels (the sample pixel grows by size/N)",
+       cxxopts::value<std::string>())
+      ("bin", "sum BxB detector pixels (sample pixel unchanged, probe window B times smaller)",
+       cxxopts::value<int64_t>()->default_value("1"))
+      ("convergence-mrad", "4D-STEM: probe convergence semi-angle (mrad), overriding the file's",
+       cxxopts::value<double>())
+      ("defocus-angstrom", "4D-STEM: probe defocus (Å, sign as in src/electron_optics.h), overriding the file's",
+       cxxopts::value<double>())
+      ("c3-mm", "4D-STEM: spherical aberration C3 (mm), overriding the file's", cxxopts::value<double>());
+}
+
+LoadOptions parse_load_options(const cxxopts::ParseResult& r) {
+  LoadOptions o;
+  if (r.count("crop")) {
+    const auto text = r["crop"].as<std::string>();
+    const auto x = text.find('x');
+    try {
+      size_t used = 0;
+      o.crop_h = std::stoll(text.substr(0, x), &used);
+      TESSERA_REQUIRE(SettingsError, used == (x == std::string::npos ? text.size() : x), "");
+      o.crop_w = o.crop_h;
+      if (x != std::string::npos) {
+        o.crop_w = std::stoll(text.substr(x + 1), &used);
+        TESSERA_REQUIRE(SettingsError, used == text.size() - x - 1, "");
+      }
+    } catch (const std::exception&) {
+      throw SettingsError("--crop must be a pixel count such as 48, or HxW such as 48x64; got '" + text + "'");
+    }
+    TESSERA_REQUIRE(SettingsError, o.crop_h > 0 && o.crop_w > 0, "--crop must be positive, got '", text, "'");
+  }
+  o.bin = r["bin"].as<int64_t>();
+  TESSERA_REQUIRE(SettingsError, o.bin >= 1, "--bin must be >= 1, got ", o.bin);
+  auto finite = [&](const char* name, std::optional<double>& into, bool positive) {
+    if (!r.count(name)) return;
+    const double v = r[name].as<double>();
+    TESSERA_REQUIRE(SettingsError, std::isfinite(v) && (!positive || v > 0), "--", name, " must be a ",
+                    positive ? "positive" : "finite", " number, got ", v);
+    into = v;
+  };
+  finite("convergence-mrad", o.convergence_mrad, true);
+  finite("defocus-angstrom", o.defocus_angstrom, false);
+  finite("c3-mm", o.c3_mm, false);
+  return o;
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,15 @@
+#pragma once
+// Command-line options that say how a data file is loaded (crop, bin, probe
+// optics of 4D-STEM data), shared by `tessera reconstruct` and `tessera plan`.
+#include <cxxopts.hpp>
+
+#include "train/scan_problem.h"
+
+namespace tessera::cli {
+
+// Adds --crop, --bin, --convergence-mrad, --defocus-angstrom, --c3-mm.
+void add_load_options(cxxopts::Options& options);
+// Reads them back; throws SettingsError for values that make no sense.
+LoadOptions parse_load_options(const cxxopts::ParseResult& result);
+
+}  // namespace tessera::cli
