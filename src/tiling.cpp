@@ -55,13 +55,13 @@ std::pair<int, int> Tiling::grid_shape(int num_tiles, double height, double widt
   return best;
 }
 
-Tiling Tiling::automatic(const ScanGeometry& g, int num_tiles) {
+Tiling Tiling::automatic(const ScanGeometry& g, int num_tiles, HaloPolicy halo) {
   const Rect r = g.scanned_region();
   auto [ty, tx] = grid_shape(num_tiles, static_cast<double>(r.h), static_cast<double>(r.w));
-  return grid(g, ty, tx);
+  return grid(g, ty, tx, halo);
 }
 
-Tiling Tiling::grid(const ScanGeometry& g, int tiles_y, int tiles_x) {
+Tiling Tiling::grid(const ScanGeometry& g, int tiles_y, int tiles_x, HaloPolicy halo) {
   TESSERA_REQUIRE(SettingsError, tiles_y >= 1 && tiles_x >= 1, "tile grid must be at least 1 x 1, got ",
                   tiles_y, " x ", tiles_x);
   TESSERA_REQUIRE(SettingsError, tiles_y <= g.object_h && tiles_x <= g.object_w, "tile grid ", tiles_y,
@@ -73,10 +73,21 @@ Tiling Tiling::grid(const ScanGeometry& g, int tiles_y, int tiles_x) {
     cx.push_back(c.second);
   }
   return from_boundaries(g, balanced_bounds(cy, tiles_y, g.object_h),
-                         balanced_bounds(cx, tiles_x, g.object_w));
+                         balanced_bounds(cx, tiles_x, g.object_w), halo);
 }
 
-Tiling Tiling::from_boundaries(const ScanGeometry& g, std::vector<int64_t> yb, std::vector<int64_t> xb) {
+Tiling Tiling::reassigned(const ScanGeometry& moved) const {
+  TESSERA_REQUIRE(Error, halo_ == HaloPolicy::MovablePositions,
+                  "patterns can change tile only with a tiling made for movable positions");
+  Tiling t = from_boundaries(moved, y_bounds_, x_bounds_, halo_);
+  for (int k = 0; k < num_tiles(); ++k)
+    TESSERA_REQUIRE(Error, t.tiles_[k].extent == tiles_[k].extent, "tile ", k, " changed its extent from ",
+                    tiles_[k].extent.str(), " to ", t.tiles_[k].extent.str(), " when patterns moved");
+  return t;
+}
+
+Tiling Tiling::from_boundaries(const ScanGeometry& g, std::vector<int64_t> yb, std::vector<int64_t> xb,
+                               HaloPolicy halo) {
   auto check = [](const std::vector<int64_t>& b, int64_t size, const char* axis) {
     TESSERA_REQUIRE(SettingsError, b.size() >= 2 && b.front() == 0 && b.back() == size,
                     "tile boundaries along ", axis, " must run from 0 to ", size);
@@ -86,6 +97,7 @@ Tiling Tiling::from_boundaries(const ScanGeometry& g, std::vector<int64_t> yb, s
   check(yb, g.object_h, "y");
   check(xb, g.object_w, "x");
   Tiling t;
+  t.halo_ = halo;
   t.y_bounds_ = std::move(yb);
   t.x_bounds_ = std::move(xb);
   const int ty = t.tiles_y(), tx = t.tiles_x();
@@ -101,6 +113,20 @@ Tiling Tiling::from_boundaries(const ScanGeometry& g, std::vector<int64_t> yb, s
       t.tiles_.push_back(tile);
     }
   const Rect object{0, 0, g.object_h, g.object_w};
+  if (halo == HaloPolicy::MovablePositions) {
+    // A centre c in [y0, y1) puts the window corner at c - h/2, so its
+    // footprint floor(corner) .. floor(corner) + h + 1 lies within
+    // [y0 - ceil(h/2), y1 + ceil(h/2) + 1): that halo holds any pattern the
+    // tile can come to own, whatever its positions do. A few pixels more let
+    // a position step past the border between two safe points (where owners
+    // change) without leaving its owner's array.
+    const int64_t hy = (g.frame_h + 1) / 2 + kMovableMargin, hx = (g.frame_w + 1) / 2 + kMovableMargin;
+    for (Tile& tile : t.tiles_) {
+      if (tile.owned.empty()) continue;
+      const Rect& o = tile.owned;
+      tile.extent = Rect{o.y0 - hy, o.x0 - hx, o.h + 2 * hy + 1, o.w + 2 * hx + 1}.intersect(object);
+    }
+  }
   t.position_owner_.resize(g.num_positions());
   for (int64_t j = 0; j < g.num_positions(); ++j) {
     auto [cy, cx] = g.centre(j);
@@ -111,7 +137,9 @@ Tiling Tiling::from_boundaries(const ScanGeometry& g, std::vector<int64_t> yb, s
     t.position_owner_[j] = k;
     t.tiles_[k].positions.push_back(j);
     // Empty owned regions stay empty extents only if they own nothing.
-    t.tiles_[k].extent = t.tiles_[k].extent.bounding_union(fp);
+    if (halo == HaloPolicy::FitFootprints) t.tiles_[k].extent = t.tiles_[k].extent.bounding_union(fp);
+    TESSERA_REQUIRE(Error, t.tiles_[k].extent.contains(fp), "window ", j, " at ", fp.str(),
+                    " does not fit the working array ", t.tiles_[k].extent.str(), " of tile ", k);
   }
   // Links: the parts of each extent owned by other tiles. Only grid cells that
   // the extent overlaps are visited, so this is linear in the number of links

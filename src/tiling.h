@@ -40,15 +40,31 @@ struct HaloLink {
   Rect region;
 };
 
+// Extra halo (pixels) under HaloPolicy::MovablePositions for positions that
+// move within an iteration, before patterns change owner.
+constexpr int64_t kMovableMargin = 2;
+
+enum class HaloPolicy {
+  FitFootprints,     // smallest halo: the footprints of the tile's own patterns
+  MovablePositions,  // fixed halo that holds any window centred in the owned region
+};
+
 class Tiling {
  public:
   // Grid with row and column boundaries chosen to balance patterns per tile.
-  static Tiling grid(const ScanGeometry& geometry, int tiles_y, int tiles_x);
+  static Tiling grid(const ScanGeometry& geometry, int tiles_y, int tiles_x,
+                     HaloPolicy halo = HaloPolicy::FitFootprints);
   // Grid shape chosen for `num_tiles` tiles (closest to the scan's aspect ratio).
-  static Tiling automatic(const ScanGeometry& geometry, int num_tiles);
+  static Tiling automatic(const ScanGeometry& geometry, int num_tiles,
+                          HaloPolicy halo = HaloPolicy::FitFootprints);
   // Explicit boundaries: y_bounds from 0 to object_h, x_bounds from 0 to object_w, non-decreasing.
   static Tiling from_boundaries(const ScanGeometry& geometry, std::vector<int64_t> y_bounds,
-                                std::vector<int64_t> x_bounds);
+                                std::vector<int64_t> x_bounds, HaloPolicy halo = HaloPolicy::FitFootprints);
+
+  // The same tiles with patterns re-assigned to the owners of their moved
+  // centres (MovablePositions only, so that extents and links stay the same).
+  Tiling reassigned(const ScanGeometry& moved) const;
+  HaloPolicy halo_policy() const { return halo_; }
 
   int num_tiles() const { return static_cast<int>(tiles_.size()); }
   int tiles_y() const { return static_cast<int>(y_bounds_.size()) - 1; }
@@ -74,6 +90,7 @@ class Tiling {
   std::vector<Tile> tiles_;
   std::vector<HaloLink> links_;
   std::vector<int> position_owner_;
+  HaloPolicy halo_ = HaloPolicy::FitFootprints;
 };
 
 }  // namespace tessera

@@ -7,6 +7,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "models/object_constraints.h"
+#include "models/phase_ramp.h"
 #include "models/probe_init.h"
 #include "models/propagation.h"
 #include "src/comm/communicator.h"
@@ -18,7 +20,11 @@ namespace tessera {
 struct Reconstruction::TileWorker {
   Tile tile;
   PtychoModel model{nullptr};
-  torch::Tensor positions;  // (n, 2) window corners relative to the tile's extent
+  // (n, 2) window corners relative to the tile's extent. With position
+  // correction a leaf that collects each pattern's position gradient; the
+  // positions themselves live in Reconstruction::positions_ (every rank holds
+  // all of them, so a pattern can change tile without moving any state).
+  torch::Tensor positions;
   torch::Tensor frames;     // (n, h, w) measured intensities, FFT order
   std::vector<bool> touches_halo;  // per local pattern: its window reaches beyond the owned region
   std::unique_ptr<torch::optim::Optimizer> object_optimizer, probe_optimizer;
@@ -73,12 +79,32 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   const int world = comm_ ? comm_->size() : 1;
   const int me = comm_ ? comm_->rank() : 0;
 
+  TESSERA_REQUIRE(SettingsError, s.slices >= 1, "slices must be >= 1, got ", s.slices);
+  TESSERA_REQUIRE(SettingsError, s.slices == 1 || (s.slice_thickness_m > 0 && std::isfinite(s.slice_thickness_m)),
+                  "a multislice object (", s.slices, " slices) needs a positive slice thickness, got ",
+                  s.slice_thickness_m, " m");
+  TESSERA_REQUIRE(SettingsError, s.orthogonalise_every >= 0, "orthogonalise-every must be >= 0, got ",
+                  s.orthogonalise_every);
+  TESSERA_REQUIRE(SettingsError, s.position_rate >= 0 && s.position_limit_px >= 0,
+                  "position rate and limit must be >= 0");
+  if (s.positions_from >= 0) {
+    position_optimizer_info_ = &optimizer_by_name(s.position_optimizer);
+    TESSERA_REQUIRE(SettingsError, position_optimizer_info_->scaling == StepScaling::ParameterUnits,
+                    "position optimizer '", s.position_optimizer,
+                    "' does not take steps in pixels; use adam, rmsprop or adagrad for positions");
+    TESSERA_REQUIRE(SettingsError, optimizer_->scaling != StepScaling::LineSearch,
+                    "position correction needs a mini-batch optimizer, not '", s.optimizer, "'");
+  }
+
   // Tiling: an explicit grid, else the requested count (default: one per rank).
+  // With position correction the halos are sized for any pattern a tile can
+  // come to own, so that patterns change owner without new arrays or links.
   const auto& scan = problem_.scan;
+  const auto halo = s.positions_from >= 0 ? HaloPolicy::MovablePositions : HaloPolicy::FitFootprints;
   if (s.tiles_y > 0 && s.tiles_x > 0) {
-    tiling_ = std::make_unique<Tiling>(Tiling::grid(scan, s.tiles_y, s.tiles_x));
+    tiling_ = std::make_unique<Tiling>(Tiling::grid(scan, s.tiles_y, s.tiles_x, halo));
   } else {
-    tiling_ = std::make_unique<Tiling>(Tiling::automatic(scan, std::max(s.tiles, world)));
+    tiling_ = std::make_unique<Tiling>(Tiling::automatic(scan, std::max(s.tiles, world), halo));
   }
   const int K = tiling_->num_tiles();
   TESSERA_REQUIRE(SettingsError, K >= world, "there are ", world, " ranks but only ", K,
@@ -96,24 +122,14 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
                   problem_.source, ": mask shape ", problem_.valid_mask.sizes(), " does not match frames ", h, " x ", w);
   valid_fft_ = to_fft_order(problem_.valid_mask.to(torch::kBool)).to(device);
 
+  positions_ = scan.positions_px.to(real_dtype_).to(device).clone();
+  measured_positions_ = positions_.clone();
   // Each tile reads only its own patterns.
   for (int k : local_tiles_) {
     auto wk = std::make_unique<TileWorker>();
     wk->tile = tiling_->tile(k);
-    const auto& t = wk->tile;
-    auto idx = torch::tensor(t.positions, torch::kInt64);
-    auto pos = t.positions.empty() ? torch::zeros({0, 2}, torch::kFloat64) : scan.positions_px.index_select(0, idx);
-    pos = pos - torch::tensor({static_cast<double>(t.extent.y0), static_cast<double>(t.extent.x0)}, torch::kFloat64);
-    wk->positions = pos.to(real_dtype_).to(device);
-    if (!t.positions.empty()) {
-      auto frames = problem_.read_frames(t.positions);
-      TESSERA_REQUIRE(DataError, frames.dim() == 3 && frames.size(1) == h && frames.size(2) == w,
-                      problem_.source, ": frames have shape ", frames.sizes(), ", expected (n, ", h, ", ", w, ")");
-      wk->frames = to_fft_order(frames).to(real_dtype_).to(device).contiguous();
-    } else {
-      wk->frames = torch::zeros({0, h, w}, torch::TensorOptions().dtype(real_dtype_).device(device));
-    }
-    for (int64_t j : t.positions) wk->touches_halo.push_back(!t.owned.contains(scan.footprint(j)));
+    wk->frames = read_frames(wk->tile.positions);
+    update_worker_positions(*wk);
     workers_.push_back(std::move(wk));
   }
 
@@ -127,10 +143,166 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
     wk->object_optimizer = optimizer_->make({wk->model->object_real}, object_rate_);
     wk->probe_optimizer = optimizer_->make({wk->model->probe_real}, probe_rate_);
   }
+  if (position_optimizer_info_) {
+    update_position_bounds();
+    // Adam-type steps are in pixels: a fiftieth of a pixel per step settles
+    // below 0.1 pixel yet crosses a few pixels within tens of iterations.
+    position_rate_ = s.position_rate > 0 ? s.position_rate : 0.02;
+    positions_.requires_grad_(true);
+    positions_.mutable_grad() = torch::zeros_like(positions_);
+    position_optimizer_ = position_optimizer_info_->make({positions_}, position_rate_);
+  }
   exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
 }
 
 Reconstruction::~Reconstruction() = default;
+
+torch::Tensor Reconstruction::read_frames(const std::vector<int64_t>& indices) const {
+  const int64_t h = problem_.scan.frame_h, w = problem_.scan.frame_w;
+  const auto options = torch::TensorOptions().dtype(real_dtype_).device(settings_.device);
+  if (indices.empty()) return torch::zeros({0, h, w}, options);
+  auto frames = problem_.read_frames(indices);
+  TESSERA_REQUIRE(DataError, frames.dim() == 3 && frames.size(0) == static_cast<int64_t>(indices.size()) &&
+                                 frames.size(1) == h && frames.size(2) == w,
+                  problem_.source, ": frames have shape ", frames.sizes(), ", expected (", indices.size(), ", ", h,
+                  ", ", w, ")");
+  return to_fft_order(frames).to(options).contiguous();
+}
+
+void Reconstruction::update_worker_positions(TileWorker& wk) const {
+  torch::NoGradGuard no_grad;
+  const auto& t = wk.tile;
+  auto idx = torch::tensor(t.positions, torch::kInt64).to(positions_.device());
+  auto origin = torch::tensor({static_cast<double>(t.extent.y0), static_cast<double>(t.extent.x0)},
+                              positions_.options().requires_grad(false));
+  wk.positions = (positions_.detach().index_select(0, idx) - origin).contiguous();
+  wk.touches_halo.clear();
+  for (int64_t j : t.positions) wk.touches_halo.push_back(!t.owned.contains(problem_.scan.footprint(j)));
+}
+
+void Reconstruction::reassign_moved_patterns() {
+  // A safe point (between iterations, identical on every rank since every rank
+  // holds every position): patterns whose window centre left their tile go to
+  // the tile that now owns it. The new owner reads the frame from the data
+  // file; nothing else belongs to a pattern (its position and that position's
+  // optimiser state are global).
+  torch::NoGradGuard no_grad;
+  problem_.scan.positions_px = positions_.detach().to(torch::kFloat64).cpu().contiguous();
+  Tiling moved = tiling_->reassigned(problem_.scan);
+  for (auto& wk : workers_) {
+    const auto& now = moved.tile(wk->tile.index).positions;
+    if (now != wk->tile.positions) {
+      std::map<int64_t, int64_t> row;  // global index -> row of the frames held now
+      for (size_t i = 0; i < wk->tile.positions.size(); ++i) row[wk->tile.positions[i]] = static_cast<int64_t>(i);
+      std::vector<int64_t> arriving;
+      for (int64_t j : now)
+        if (!row.count(j)) arriving.push_back(j);
+      auto fresh = read_frames(arriving);
+      std::vector<torch::Tensor> frames;
+      size_t a = 0;
+      for (int64_t j : now) {
+        auto it = row.find(j);
+        frames.push_back(it != row.end() ? wk->frames[it->second] : fresh[static_cast<int64_t>(a++)]);
+      }
+      const auto& e = wk->frames;
+      wk->frames = frames.empty() ? torch::zeros({0, e.size(1), e.size(2)}, e.options()) : torch::stack(frames);
+      patterns_moved_ += static_cast<int64_t>(arriving.size());
+    }
+    wk->tile = moved.tile(wk->tile.index);
+    update_worker_positions(*wk);
+  }
+  // Same extents and links: the halo exchange (which refers to *tiling_) is unchanged.
+  *tiling_ = std::move(moved);
+  update_position_bounds();
+}
+
+void Reconstruction::update_position_bounds() {
+  // Window corners that keep each footprint (floor(p) .. floor(p) + h + 1)
+  // inside its owner's array.
+  const auto& scan = problem_.scan;
+  const int64_t N = scan.num_positions();
+  auto lo = torch::empty({N, 2}, torch::kFloat64), hi = torch::empty({N, 2}, torch::kFloat64);
+  for (int64_t j = 0; j < N; ++j) {
+    const Rect& e = tiling_->tile(tiling_->owner_of_position(j)).extent;
+    lo[j][0] = static_cast<double>(e.y0);
+    lo[j][1] = static_cast<double>(e.x0);
+    hi[j][0] = static_cast<double>(e.y1() - scan.frame_h - 1);
+    hi[j][1] = static_cast<double>(e.x1() - scan.frame_w - 1);
+  }
+  position_lo_ = lo.to(positions_.options().requires_grad(false));
+  position_hi_ = hi.to(positions_.options().requires_grad(false));
+}
+
+void Reconstruction::constrain_positions() {
+  // Position errors common to every pattern (a global shift) are a translation
+  // of the object, which the data cannot see: remove it, so that only relative
+  // errors are corrected. Then keep each move within the limit.
+  torch::NoGradGuard no_grad;
+  const auto& scan = problem_.scan;
+  auto moved = positions_ - measured_positions_;
+  moved -= moved.mean(0, /*keepdim=*/true);
+  const double limit = settings_.position_limit_px > 0 ? settings_.position_limit_px
+                                                       : 0.25 * static_cast<double>(std::min(scan.frame_h, scan.frame_w));
+  moved.clamp_(-limit, limit);
+  // Until the next safe point a pattern stays with its tile: its window must
+  // stay inside that tile's array (which lies inside the object).
+  auto p = torch::max(torch::min(measured_positions_ + moved, position_hi_), position_lo_);
+  positions_.copy_(p);
+}
+
+void Reconstruction::search_positions() {
+  // Each pattern's data loss at its position and at the 8 neighbours one
+  // pixel away, under the current object and probe; the best one wins (the
+  // current position on ties). Patterns are independent, so each owner
+  // searches its own and one sum over ranks tells every rank every move.
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<double, double>> offsets{{0, 0}};
+  for (int dy = -1; dy <= 1; ++dy)
+    for (int dx = -1; dx <= 1; ++dx)
+      if (dy || dx) offsets.emplace_back(dy, dx);
+  const int64_t C = static_cast<int64_t>(offsets.size());
+  auto offs = torch::empty({1, C, 2}, torch::kFloat64);
+  for (int64_t c = 0; c < C; ++c) {
+    offs[0][c][0] = offsets[c].first;
+    offs[0][c][1] = offsets[c].second;
+  }
+  offs = offs.to(positions_.options().requires_grad(false));
+  auto moves = torch::zeros_like(positions_, positions_.options().requires_grad(false));
+  const int64_t h = problem_.scan.frame_h, w = problem_.scan.frame_w;
+  const int64_t chunk = std::max<int64_t>(1, settings_.chunk_size / C);
+  for (auto& wk : workers_) {
+    const int64_t n = wk->positions.size(0);
+    const auto& e = wk->tile.extent;
+    for (int64_t b = 0; b < n; b += chunk) {
+      const int64_t m = std::min(n, b + chunk) - b;
+      auto current = wk->positions.detach().slice(0, b, b + m);
+      auto candidates = (current.unsqueeze(1) + offs).reshape({m * C, 2});
+      // Candidates stay inside the tile's array (a clamped one repeats a position).
+      candidates.select(1, 0).clamp_(0, static_cast<double>(e.h - h - 1));
+      candidates.select(1, 1).clamp_(0, static_cast<double>(e.w - w - 1));
+      auto predicted = wk->model->forward(candidates);
+      auto measured = wk->frames.slice(0, b, b + m);
+      for (int64_t i = 0; i < m; ++i) {
+        double best = 0;
+        int64_t best_c = 0;
+        for (int64_t c = 0; c < C; ++c) {
+          const double l = loss_->function(predicted.slice(0, i * C + c, i * C + c + 1), measured.slice(0, i, i + 1),
+                                           valid_fft_).item<double>();
+          if (c == 0 || l < best) best = l, best_c = c;
+        }
+        moves[wk->tile.positions[b + i]] = candidates[i * C + best_c] - current[i];
+      }
+    }
+  }
+  if (comm_ && comm_->size() > 1) {
+    auto r = comm_->allreduce_sum(moves);
+    wait_collective(r);
+  }
+  positions_.add_(moves);
+  constrain_positions();
+}
+
+torch::Tensor Reconstruction::positions() const { return positions_.detach().to(torch::kFloat64).cpu().clone(); }
 
 int Reconstruction::rank() const { return comm_ ? comm_->rank() : 0; }
 
@@ -185,10 +357,16 @@ void Reconstruction::initialise_probe_and_object() {
     probe = probe_from_mean_pattern(mean, s.probe_modes);
   }
   probe = probe.to(complex_dtype).to(device);
+  torch::Tensor transfer;
+  if (s.slices > 1) {
+    const auto& g = problem_.experiment;
+    transfer = fresnel_transfer_function(scan.frame_h, scan.frame_w, g.pixel_y_m(), g.pixel_x_m(), g.wavelength_m,
+                                         s.slice_thickness_m, complex_dtype);
+  }
   for (auto& wk : workers_) {
     const auto& e = wk->tile.extent;
-    auto object = torch::ones({1, e.h, e.w}, torch::TensorOptions().dtype(complex_dtype).device(device));
-    wk->model = PtychoModel(object, probe.clone());
+    auto object = torch::ones({s.slices, e.h, e.w}, torch::TensorOptions().dtype(complex_dtype).device(device));
+    wk->model = PtychoModel(object, probe.clone(), transfer);
   }
 }
 
@@ -267,10 +445,13 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
     }
   }
   const bool refine_probe = settings_.probe_from >= 0 && iteration_ >= settings_.probe_from;
+  const bool refine_positions = refining_positions();
   for (auto& wk : workers_) {
     wk->model->probe_real.requires_grad_(refine_probe);
+    wk->positions.requires_grad_(refine_positions);
     zero_or_create_grad(wk->model->object_real);
     if (refine_probe) zero_or_create_grad(wk->model->probe_real);
+    if (refine_positions) zero_or_create_grad(wk->positions);
   }
   double loss_sum = 0;
   const double scale = 1.0 / static_cast<double>(global_batch_size);
@@ -279,8 +460,8 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
       const size_t e = std::min(idx.size(), b + static_cast<size_t>(settings_.chunk_size));
       auto sel = torch::tensor(std::vector<int64_t>(idx.begin() + b, idx.begin() + e), torch::kInt64)
                      .to(wk.positions.device());
-      auto predicted = wk.model->forward(wk.positions.index_select(0, sel));
-      auto loss = loss_->function(predicted, wk.frames.index_select(0, sel), valid_fft_);
+      auto loss = wk.model->data_loss(wk.positions.index_select(0, sel), wk.frames.index_select(0, sel),
+                                      valid_fft_, *loss_);
       (loss * scale).backward();
       loss_sum += loss.item<double>();
     }
@@ -315,24 +496,58 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
     probe_total = torch::zeros_like(workers_.front()->model->probe_real);
     for (auto& wk : workers_) probe_total += wk->model->probe_real.grad();
   }
+  // Each position's gradient comes from its own pattern, on the one tile that
+  // owns it; the batch's rows, summed over ranks, give every rank all of them.
+  torch::Tensor batch_rows, position_grads;
+  if (refine_positions) {
+    position_grads = torch::zeros({static_cast<int64_t>(batch.size()), 2}, positions_.options().requires_grad(false));
+    std::map<int64_t, int64_t> slot;
+    for (size_t i = 0; i < batch.size(); ++i) slot[batch[i]] = static_cast<int64_t>(i);
+    for (auto& wk : workers_) {
+      std::vector<int64_t> rows, slots;
+      for (size_t i = 0; i < wk->tile.positions.size(); ++i) {
+        auto it = slot.find(wk->tile.positions[i]);
+        if (it == slot.end()) continue;
+        rows.push_back(static_cast<int64_t>(i));
+        slots.push_back(it->second);
+      }
+      if (rows.empty()) continue;
+      auto r = torch::tensor(rows, torch::kInt64).to(positions_.device());
+      auto sl = torch::tensor(slots, torch::kInt64).to(positions_.device());
+      position_grads.index_copy_(0, sl, wk->positions.grad().index_select(0, r));
+    }
+    batch_rows = torch::tensor(batch, torch::kInt64).to(positions_.device());
+  }
   const bool multi = comm_ && comm_->size() > 1;
   torch::Tensor packed;
   comm::Request sum;
   if (multi) {
-    const auto opts = refine_probe ? probe_total.options()
+    const auto opts = refine_probe || refine_positions ? positions_.options().requires_grad(false)
                                    : torch::TensorOptions().dtype(torch::kFloat64).device(workers_.front()->positions.device());
-    auto loss_t = torch::full({1}, loss_sum, opts);
-    packed = refine_probe ? torch::cat({probe_total.flatten(), loss_t}) : loss_t;
+    std::vector<torch::Tensor> parts;
+    if (refine_probe) parts.push_back(probe_total.flatten());
+    if (refine_positions) parts.push_back(position_grads.flatten());
+    parts.push_back(torch::full({1}, loss_sum, opts));
+    packed = torch::cat(parts);
     sum = comm_->allreduce_sum(packed);
   }
   exchange_->finish_reduction(grads);
   if (multi) {
     wait_collective(sum);
     loss_sum = packed[-1].item<double>();
-    if (refine_probe) probe_total = packed.slice(0, 0, probe_total.numel()).view(probe_total.sizes());
+    int64_t at = 0;
+    if (refine_probe) {
+      probe_total = packed.slice(0, 0, probe_total.numel()).view(probe_total.sizes());
+      at = probe_total.numel();
+    }
+    if (refine_positions) position_grads = packed.slice(0, at, at + position_grads.numel()).view(position_grads.sizes());
   }
   if (refine_probe)
     for (auto& wk : workers_) wk->model->probe_real.mutable_grad().copy_(probe_total);
+  if (refine_positions) {
+    positions_.mutable_grad().zero_();
+    positions_.mutable_grad().index_copy_(0, batch_rows, position_grads);
+  }
   return loss_sum;  // over every rank
 }
 
@@ -372,13 +587,45 @@ IterationStats Reconstruction::iterate() {
         wk->object_optimizer->step();
         if (refine_probe) wk->probe_optimizer->step();
       }
+      if (refining_positions()) {
+        position_optimizer_->step();
+        constrain_positions();
+        for (auto& wk : workers_) update_worker_positions(*wk);
+      }
     }
+    for (auto& wk : workers_) apply_object_constraints(wk->model->object_real, settings_.object_constraints);
     std::map<int, torch::Tensor> objects;
     for (auto& wk : workers_) objects[wk->tile.index] = wk->model->object_real;
     exchange_->refresh(objects);
     total_loss += batch_loss;
   }
   apply_denoisers();
+  // The phase ramp the data cannot fix leaves the probe for the object, optimiser state along (models/phase_ramp.h).
+  if (refine_probe && settings_.centre_probe && optimizer_->scaling != StepScaling::LineSearch) {
+    const auto k = probe_phase_ramp(workers_.front()->model->probe_real);
+    for (auto& wk : workers_) {
+      const auto u = move_phase_ramp_to_object(wk->model->probe_real, wk->model->object_real, wk->tile.extent, k);
+      rotate_optimizer_state(*wk->probe_optimizer, wk->model->probe_real, u.probe);
+      rotate_optimizer_state(*wk->object_optimizer, wk->model->object_real, u.object);
+    }
+  }
+  const int64_t modes = workers_.front()->model->probe_real.size(0);
+  if (refine_probe && modes > 1 && settings_.orthogonalise_every > 0 &&
+      (iteration_ + 1) % settings_.orthogonalise_every == 0) {
+    // Keep the incoherent modes orthogonal: otherwise they drift towards one
+    // another and the mixed state collapses. Every tile holds the same probe,
+    // so every tile computes the same rotation.
+    torch::NoGradGuard no_grad;
+    for (auto& wk : workers_) {
+      auto& p = wk->model->probe_real;
+      p.copy_(torch::view_as_real(orthogonalise_modes(torch::view_as_complex(p)).contiguous()));
+    }
+  }
+  if (refining_positions()) {
+    const int every = settings_.position_search_every;
+    if (every > 0 && (iteration_ + 1 - settings_.positions_from) % every == 0) search_positions();
+    reassign_moved_patterns();
+  }
   if (optimizer_->scaling == StepScaling::LineSearch && !std::isfinite(total_loss))
     throw Error("the reconstruction diverged at iteration " + std::to_string(iteration_ + 1) +
                 ": the loss is not finite; the last good result is kept.");
@@ -482,14 +729,19 @@ OptimizerStates Reconstruction::optimizer_states() const {
   OptimizerStates s;
   for (auto& wk : workers_) {
     const std::string key = "tile_" + std::to_string(wk->tile.index);
-    s[key + "/object"] = serialise(*wk->object_optimizer);
-    s[key + "/probe"] = serialise(*wk->probe_optimizer);
+    // L-BFGS keeps tensors that its early exits leave undefined, which
+    // torch::optim cannot serialise; its history is rebuilt within a few
+    // steps after a resume (so an L-BFGS resume is not bit for bit).
+    const bool keep = optimizer_->scaling != StepScaling::LineSearch;
+    s[key + "/object"] = keep ? serialise(*wk->object_optimizer) : std::string();
+    s[key + "/probe"] = keep ? serialise(*wk->probe_optimizer) : std::string();
   }
+  if (position_optimizer_) s["scan/positions"] = serialise(*position_optimizer_);
   return s;
 }
 
 void Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& probe, int iteration,
-                             const OptimizerStates& states) {
+                             const OptimizerStates& states, const torch::Tensor& positions) {
   torch::NoGradGuard no_grad;
   const auto& scan = problem_.scan;
   TESSERA_REQUIRE(DataError, object.dim() == 3 && object.size(1) == scan.object_h && object.size(2) == scan.object_w,
@@ -507,8 +759,18 @@ void Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& p
     auto o = states.find(key + "/object"), p = states.find(key + "/probe");
     TESSERA_REQUIRE(DataError, o != states.end() && p != states.end(), "the result to resume has no optimizer state for ",
                     key, ": resume with the same tiling and optimizer as the original run");
-    deserialise(*wk->object_optimizer, o->second);
-    deserialise(*wk->probe_optimizer, p->second);
+    if (!o->second.empty()) deserialise(*wk->object_optimizer, o->second);
+    if (!p->second.empty()) deserialise(*wk->probe_optimizer, p->second);
+  }
+  if (position_optimizer_) {
+    TESSERA_REQUIRE(DataError, positions.defined() && positions.sizes() == positions_.sizes(),
+                    "the result to resume holds no refined positions for the ", positions_.size(0), " patterns");
+    auto it = states.find("scan/positions");
+    TESSERA_REQUIRE(DataError, it != states.end(),
+                    "the result to resume has no position optimizer state: it was not run with position correction");
+    positions_.copy_(positions.to(positions_.options().requires_grad(false)));
+    deserialise(*position_optimizer_, it->second);
+    reassign_moved_patterns();
   }
   iteration_ = iteration;
 }

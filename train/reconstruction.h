@@ -53,8 +53,16 @@ class Reconstruction {
 
   // Resume support: the complete state of this process.
   OptimizerStates optimizer_states() const;
+  // positions: the refined positions (N, 2), needed when positions are refined.
   void restore(const torch::Tensor& object, const torch::Tensor& probe, int iteration,
-               const OptimizerStates& states);
+               const OptimizerStates& states, const torch::Tensor& positions = {});
+
+  // Window corners (N, 2) [y, x] in object pixels, float64: the measured ones,
+  // or the refined ones under position correction (same on every rank).
+  torch::Tensor positions() const;
+  // Patterns that changed tile so far (position correction).
+  int64_t patterns_moved() const { return patterns_moved_; }
+  double position_rate() const { return position_rate_; }
 
   const Tiling& tiling() const { return *tiling_; }
   const ScanProblem& problem() const { return problem_; }
@@ -73,6 +81,15 @@ class Reconstruction {
   struct TileWorker;
   void initialise_probe_and_object();
   void derive_learning_rates();
+  torch::Tensor read_frames(const std::vector<int64_t>& indices) const;  // (n, h, w) FFT order, working dtype
+  void update_worker_positions(TileWorker& worker) const;
+  void reassign_moved_patterns();
+  void constrain_positions();
+  void search_positions();
+  void update_position_bounds();
+  bool refining_positions() const {
+    return position_optimizer_ && iteration_ >= settings_.positions_from;
+  }
   double compute_batch(const std::vector<int64_t>& batch, int64_t global_batch_size);
   void apply_denoisers();
   double reduce_scalar(double v) const;  // sum over ranks
@@ -95,6 +112,14 @@ class Reconstruction {
   double object_rate_ = 0, probe_rate_ = 0;
   mutable double collective_wait_seconds_ = 0;  // blocked in allreduces so far
   std::vector<std::pair<std::shared_ptr<Prior>, PriorSettings>> priors_;
+  // Position correction: every position, on every rank (tiny next to the
+  // object), so that ranks agree on who owns which pattern without talking.
+  torch::Tensor positions_, measured_positions_;  // (N, 2) window corners, working dtype
+  torch::Tensor position_lo_, position_hi_;       // (N, 2) bounds that keep each window in its tile
+  const OptimizerInfo* position_optimizer_info_ = nullptr;
+  std::unique_ptr<torch::optim::Optimizer> position_optimizer_;
+  double position_rate_ = 0;
+  int64_t patterns_moved_ = 0;
 };
 
 }  // namespace tessera

@@ -9,6 +9,7 @@
 //   /reconstruction/iteration      scalar int            completed iterations
 //   /reconstruction/settings       string                every setting, "key = value" lines
 //   /reconstruction/optimizer_state/<tile>/<object|probe>  uint8, serialised torch::optim state (for --resume)
+//   /reconstruction/optimizer_state/scan/positions      the same for refined positions (position correction)
 //   /entry_1/image_1/data          soft link to the object (CXI readers find the image)
 //   root attributes: program = "tessera", version, data_file
 // Written atomically (temporary file + rename): an interrupted write never

@@ -25,19 +25,31 @@ std::string sibling_path(const std::string& result, const std::string& suffix) {
   return stem + suffix;
 }
 
-std::optional<Alignment> score_against_truth(const ScanProblem& problem, const torch::Tensor& object) {
+std::optional<Alignment> score_against_truth(const ScanProblem& problem, const torch::Tensor& object,
+                                             int64_t slice) {
   if (!problem.truth || !object.defined()) return std::nullopt;
   const auto& t = problem.truth->object;
-  if (t.dim() != 3 || t.size(1) != object.size(1) || t.size(2) != object.size(2)) return std::nullopt;
+  if (t.dim() != 3 || object.dim() != 3 || slice >= t.size(0) || slice >= object.size(0)) return std::nullopt;
+  torch::Tensor o = object[slice];
+  if (o.sizes() != t[slice].sizes()) {
+    // Positions stated with errors give a slightly different object array
+    // (it is sized from them): compare on the truth's grid, the integer
+    // offset being found by the shift search below.
+    auto grid = torch::ones_like(t[slice]).to(o.dtype());
+    const int64_t h = std::min(o.size(0), grid.size(0)), w = std::min(o.size(1), grid.size(1));
+    grid.slice(0, 0, h).slice(1, 0, w).copy_(o.slice(0, 0, h).slice(1, 0, w));
+    o = grid;
+  }
   // Score the well-illuminated interior: the scanned region less half a window,
   // where every pixel is seen by several probe positions.
   const auto& s = problem.scan;
   Rect r = s.scanned_region();
-  r = {r.y0 + s.frame_h / 4, r.x0 + s.frame_w / 4, r.h - s.frame_h / 2, r.w - s.frame_w / 2};
+  r = Rect{r.y0 + s.frame_h / 4, r.x0 + s.frame_w / 4, r.h - s.frame_h / 2, r.w - s.frame_w / 2}.intersect(
+      Rect{0, 0, t.size(1), t.size(2)});
   if (r.empty()) return std::nullopt;
   // The probe and object can trade a translation (probe drifts one way, object
   // the other): search shifts up to a quarter window.
-  const auto a = phase_correlation(t[0], object[0], r, std::max<int64_t>(4, s.frame_h / 4));
+  const auto a = phase_correlation(t[slice], o, r, std::max<int64_t>(4, s.frame_h / 4));
   return a;
 }
 
@@ -58,7 +70,7 @@ struct Writer {
     ReconstructionResult r;
     r.object = object;
     r.probe = probe;
-    r.positions_px = problem.scan.positions_px;
+    r.positions_px = rec.positions();
     r.pixel_size_m = torch::tensor({problem.experiment.pixel_y_m(), problem.experiment.pixel_x_m()}, torch::kFloat64);
     r.loss = loss;
     r.seconds = seconds;
@@ -176,7 +188,7 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
   Writer writer{rec.problem(), rec.settings(), options, {}, {}, {}};
   if (!options.resume.empty()) {
     auto prev = read_result(options.resume);
-    rec.restore(prev.object, prev.probe, prev.iteration, prev.optimizer_states);
+    rec.restore(prev.object, prev.probe, prev.iteration, prev.optimizer_states, prev.positions_px);
     writer.loss = prev.loss;
     writer.seconds = prev.seconds;
     if (root && !settings.quiet)

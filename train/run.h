@@ -36,8 +36,9 @@ std::string sibling_path(const std::string& result, const std::string& suffix);
 RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings& settings, const RunOptions& options,
                               std::shared_ptr<comm::Communicator> comm = nullptr);
 
-// Correlation of the reconstructed object with the truth (slice 0), over the
-// well-illuminated interior of the scan (src/image_quality.h).
-std::optional<Alignment> score_against_truth(const ScanProblem& problem, const torch::Tensor& object);
+// Correlation of one slice of the reconstructed object with the same slice of
+// the truth, over the well-illuminated interior of the scan (src/image_quality.h).
+std::optional<Alignment> score_against_truth(const ScanProblem& problem, const torch::Tensor& object,
+                                             int64_t slice = 0);
 
 }  // namespace tessera

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <string>
 
+#include "models/object_constraints.h"
+
 namespace tessera {
 
 struct ReconstructionSettings {
@@ -19,6 +21,25 @@ struct ReconstructionSettings {
   int tiles = 1;            // number of tiles (grid chosen automatically) ...
   int tiles_y = 0, tiles_x = 0;  // ... or an explicit grid
   int64_t probe_modes = 1;
+  // After each iteration, centre the probe's far field on the zero order and
+  // move the phase ramp this removes into the object (models/phase_ramp.h):
+  // fixes the ramp the data cannot see. Assumes a centred detector.
+  bool centre_probe = true;
+  int orthogonalise_every = 1;  // re-orthogonalise the probe modes every N iterations (0 = never)
+  // Multislice: object slices and the distance between consecutive slices (metres).
+  int64_t slices = 1;
+  double slice_thickness_m = 0;
+  // Position correction: scan positions refined from this iteration (-1 = never),
+  // by their own optimiser, with a learning rate in pixels (0 = default).
+  int positions_from = -1;
+  std::string position_optimizer = "adam";
+  double position_rate = 0;
+  double position_limit_px = 0;  // largest move from the measured position (0 = a quarter window)
+  // Every N iterations of position correction, each pattern also tries its
+  // position moved by one pixel in each direction and keeps the best (0 = never):
+  // gradients alone stall in local minima about a pixel wide.
+  int position_search_every = 5;
+  ObjectConstraints object_constraints;
   bool use_file_probe = true;  // start from the file's probe guess when it has one
   int threads = 0;          // 0 = OMP_NUM_THREADS or every core
   std::string device = "cpu";

@@ -8,6 +8,7 @@
 #include "src/error.h"
 #include "src/threads.h"
 #include "train/cli/commands.h"
+#include "train/cli/load_options.h"
 #include "train/run.h"
 
 namespace tessera::cli {
@@ -19,7 +20,7 @@ int reconstruct(int argc, char** argv) {
                      "Reconstruct object and probe from a CXI data file. Under torchrun each rank takes one or "
                      "more tiles of the object (image gradient decomposition).");
   o.add_options()
-      ("data", "CXI data file", cxxopts::value<std::string>())
+      ("data", "CXI or 4D-STEM data file", cxxopts::value<std::string>())
       ("o,output", "result file (HDF5); previews and metrics CSV are written beside it",
        cxxopts::value<std::string>()->default_value("result.h5"))
       ("i,iterations", "iterations (passes over all patterns)", cxxopts::value<int>()->default_value("100"))
@@ -36,6 +37,23 @@ int reconstruct(int argc, char** argv) {
       ("tile-grid", "explicit tile grid, e.g. 2x3 (rows x columns)", cxxopts::value<std::string>())
       ("modes", "incoherent probe modes", cxxopts::value<int64_t>()->default_value("1"))
       ("no-file-probe", "ignore the probe guess stored in the file; estimate it from the data")
+      ("no-probe-centring", "do not re-centre the probe's far field on the zero order after each iteration "
+                            "(the centring fixes the object/probe phase-ramp ambiguity, assuming a centred detector)")
+      ("orthogonalise-every", "re-orthogonalise the probe modes every N iterations (0: never)",
+       cxxopts::value<int>()->default_value("1"))
+      ("slices", "object slices (multislice)", cxxopts::value<int64_t>()->default_value("1"))
+      ("slice-thickness", "distance between object slices in metres (multislice)",
+       cxxopts::value<double>()->default_value("0"))
+      ("positions-from", "iteration from which scan positions are refined (-1: never)",
+       cxxopts::value<int>()->default_value("-1"))
+      ("position-optimizer", "optimizer of the positions: adam, rmsprop or adagrad",
+       cxxopts::value<std::string>()->default_value("adam"))
+      ("position-rate", "position learning rate in pixels per step (default 0.02)",
+       cxxopts::value<double>()->default_value("0"))
+      ("position-limit", "largest correction of a position in pixels (default: a quarter window)",
+       cxxopts::value<double>()->default_value("0"))
+      ("clamp-amplitude", "keep the object amplitude <= 1")
+      ("phase-only", "pure phase object (amplitude fixed to 1)")
       ("threads", "CPU threads per process (default: OMP_NUM_THREADS, else all cores)", cxxopts::value<int>()->default_value("0"))
       ("device", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))
       ("precision", "float or double", cxxopts::value<std::string>()->default_value("float"))
@@ -61,6 +79,7 @@ int reconstruct(int argc, char** argv) {
       ("no-previews", "do not write PNG previews")
       ("q,quiet", "no progress lines")
       ("h,help", "this help");
+  add_load_options(o);
   o.parse_positional({"data"});
   o.positional_help("DATA");
   auto r = o.parse(argc, argv);
@@ -89,6 +108,16 @@ int reconstruct(int argc, char** argv) {
   }
   s.probe_modes = r["modes"].as<int64_t>();
   s.use_file_probe = !r.count("no-file-probe");
+  s.centre_probe = !r.count("no-probe-centring");
+  s.orthogonalise_every = r["orthogonalise-every"].as<int>();
+  s.slices = r["slices"].as<int64_t>();
+  s.slice_thickness_m = r["slice-thickness"].as<double>();
+  s.positions_from = r["positions-from"].as<int>();
+  s.position_optimizer = r["position-optimizer"].as<std::string>();
+  s.position_rate = r["position-rate"].as<double>();
+  s.position_limit_px = r["position-limit"].as<double>();
+  s.object_constraints.clamp_amplitude = r.count("clamp-amplitude") > 0;
+  s.object_constraints.phase_only = r.count("phase-only") > 0;
   s.threads = configure_threads(r["threads"].as<int>());
   s.device = r["device"].as<std::string>();
   s.precision = r["precision"].as<std::string>();
@@ -130,7 +159,7 @@ int reconstruct(int argc, char** argv) {
     comm = comm::Communicator::create(env, torch::Device(s.device), timeout);
   }
   const int rank = comm ? comm->rank() : 0;
-  auto summary = run_reconstruction(ScanProblem::from_cxi(r["data"].as<std::string>()), s, run, comm);
+  auto summary = run_reconstruction(ScanProblem::from_file(r["data"].as<std::string>(), parse_load_options(r)), s, run, comm);
   if (rank == 0) {
     std::cout << "done: " << summary.iterations << " iterations in " << summary.seconds << " s, final loss "
               << summary.final_loss;

@@ -3,6 +3,8 @@
 
 #include "data/cxi_writer.h"
 #include "data/simulate.h"
+#include "data/stem4d_writer.h"
+#include "src/error.h"
 #include "src/threads.h"
 #include "train/cli/commands.h"
 
@@ -11,7 +13,8 @@ namespace tessera::cli {
 int simulate(int argc, char** argv) {
   SimulationSettings s;
   cxxopts::Options o("tessera simulate", "Write a CXI data set of the built-in phantom (true object and probe "
-                                         "stored under /entry_1/tessera_truth for scoring).");
+                                         "stored under /entry_1/tessera_truth for scoring), or with --electron a "
+                                         "4D-STEM data set in tessera's layout (data/stem4d_file.h).");
   o.add_options()
       ("o,output", "CXI file to write", cxxopts::value<std::string>())
       ("frame", "frame size (pixels, square)", cxxopts::value<int64_t>()->default_value("64"))
@@ -26,8 +29,25 @@ int simulate(int argc, char** argv) {
       ("modes", "incoherent probe modes", cxxopts::value<int64_t>()->default_value("1"))
       ("aperture", "probe aperture, fraction of Nyquist", cxxopts::value<double>()->default_value("0.35"))
       ("defocus", "probe defocus, radians at the aperture edge", cxxopts::value<double>()->default_value("8"))
+      ("slices", "object slices (multislice)", cxxopts::value<int64_t>()->default_value("1"))
+      ("slice-thickness", "distance between slices (metres)", cxxopts::value<double>()->default_value("0"))
+      ("slice-phase", "phase of each slice as a fraction of the phantom's 0.5 rad RMS (default 1/slices)",
+       cxxopts::value<double>()->default_value("0"))
+      ("position-error", "error of the positions written to the file: uniform in +-E pixels per axis (the "
+                         "truth keeps the exact ones)", cxxopts::value<double>()->default_value("0"))
       ("threads", "CPU threads (default: OMP_NUM_THREADS or all cores)", cxxopts::value<int>()->default_value("0"))
       ("h,help", "this help");
+  o.add_options("electron (4D-STEM)")
+      ("electron", "simulate 4D-STEM data in physical electron units (implies --format stem4d; --photons are "
+                   "electrons per pattern; the probe comes from the aberration model; regular raster, no jitter)")
+      ("format", "file layout: cxi or stem4d", cxxopts::value<std::string>())
+      ("energy-kev", "beam energy (keV)", cxxopts::value<double>()->default_value("300"))
+      ("convergence-mrad", "probe convergence semi-angle (mrad)", cxxopts::value<double>()->default_value("20"))
+      ("defocus-angstrom", "probe defocus (Å)", cxxopts::value<double>()->default_value("300"))
+      ("c3-mm", "spherical aberration C3 (mm)", cxxopts::value<double>()->default_value("0"))
+      ("mrad-per-pixel", "detector calibration (mrad per pixel)", cxxopts::value<double>()->default_value("0.8"))
+      ("step-angstrom", "scan step (Å; overrides --step)", cxxopts::value<double>())
+      ("store-mrad", "store the calibration in mrad per pixel instead of Å⁻¹ per pixel");
   auto r = o.parse(argc, argv);
   if (r.count("help")) {
     std::cout << o.help() << std::endl;
@@ -47,7 +67,34 @@ int simulate(int argc, char** argv) {
   s.probe_modes = r["modes"].as<int64_t>();
   s.aperture_fraction = r["aperture"].as<double>();
   s.defocus_rad = r["defocus"].as<double>();
+  s.slices = r["slices"].as<int64_t>();
+  s.slice_thickness_m = r["slice-thickness"].as<double>();
+  s.slice_phase_fraction = r["slice-phase"].as<double>();
+  s.position_error_px = r["position-error"].as<double>();
+  TESSERA_REQUIRE(SettingsError, s.position_error_px >= 0, "--position-error must be >= 0, got ", s.position_error_px);
   const auto path = r["output"].as<std::string>();
+  const std::string format = r.count("format") ? r["format"].as<std::string>() : (r.count("electron") ? "stem4d" : "cxi");
+  TESSERA_REQUIRE(SettingsError, format == "cxi" || format == "stem4d", "--format must be cxi or stem4d, got '", format, "'");
+  TESSERA_REQUIRE(SettingsError, (format == "stem4d") == (r.count("electron") > 0),
+                  format == "stem4d" ? "--format stem4d needs --electron (the 4D-STEM layout holds electron data)"
+                                     : "--electron data are written in the 4D-STEM layout (--format stem4d), not CXI");
+  if (format == "stem4d") {
+    s.electron_energy_kev = r["energy-kev"].as<double>();
+    s.convergence_mrad = r["convergence-mrad"].as<double>();
+    s.defocus_angstrom = r["defocus-angstrom"].as<double>();
+    s.c3_mm = r["c3-mm"].as<double>();
+    s.mrad_per_pixel = r["mrad-per-pixel"].as<double>();
+    if (r.count("step-angstrom")) s.step_angstrom = r["step-angstrom"].as<double>();
+    s.store_mrad = r.count("store-mrad") > 0;
+    const auto content = simulate_stem4d(s);
+    write_stem4d(path, content);
+    const auto& c = content.calibration;
+    std::cout << "wrote " << path << ": 4D-STEM " << s.scan_y << "x" << s.scan_x << " scan (step " << c.step_y_angstrom
+              << " Å) of " << s.frame << "x" << s.frame << " patterns, " << s.electron_energy_kev << " keV, "
+              << s.convergence_mrad << " mrad, defocus " << s.defocus_angstrom << " Å, " << s.photons
+              << " electrons per pattern" << (s.noise ? " with Poisson noise" : "") << std::endl;
+    return 0;
+  }
   write_cxi(path, tessera::simulate(s));
   std::cout << "wrote " << path << ": " << s.scan_y * s.scan_x << " frames of " << s.frame << "x" << s.frame
             << ", " << s.photons << " photons per frame" << (s.noise ? " with Poisson noise" : "") << std::endl;
