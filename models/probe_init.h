@@ -13,6 +13,14 @@ namespace tessera {
 torch::Tensor probe_from_mean_pattern(const torch::Tensor& mean_pattern, int64_t modes,
                                       double extra_mode_power = 0.05);
 
+// Radius (pixels) of the probe's far-field aperture: sqrt(2 <|q|^2>) over its
+// power spectrum, which is the edge radius of a uniform disc.
+double aperture_radius_px(const torch::Tensor& probe);
+
+// The probe (M, h, w) with an extra far-field phase edge_phase_rad * (|q| / radius_px)^2:
+// a defocus of edge_phase_rad radians at the aperture edge, same on every mode.
+torch::Tensor add_defocus(const torch::Tensor& probe, double edge_phase_rad, double radius_px);
+
 // Makes the modes (M, h, w) mutually orthogonal (eigen-decomposition of their
 // overlap matrix), sorted by decreasing power; total power is unchanged.
 torch::Tensor orthogonalise_modes(const torch::Tensor& probe);

@@ -138,11 +138,15 @@ class Distributed : public ::testing::Test {
     return out;
   }
 
-  // `torchrun --standalone --nproc_per_node=K ... tessera reconstruct`.
+  // `torchrun --standalone --nproc_per_node=K ... tessera reconstruct`, but on a
+  // free port: --standalone always takes 29400, which a concurrently running
+  // test (ctest -j2) may hold.
   static RunResult torchrun(int ranks, const std::string& output, int iterations, const std::string& precision,
                             milliseconds limit) {
     const auto launcher = find_torchrun();
-    std::vector<std::string> argv{*launcher,      "--standalone", "--nnodes=1",
+    const std::string endpoint = "--rdzv_endpoint=localhost:" + std::to_string(free_port());
+    std::vector<std::string> argv{*launcher,      "--rdzv_backend=c10d", endpoint,
+                                  "--rdzv_id=tessera-test-" + std::to_string(::getpid()), "--nnodes=1",
                                   "--nproc_per_node=" + std::to_string(ranks),
                                   // Debian's torchrun on Python 3.11 fails without these.
                                   "--redirects", "1", "--tee", "1", "--monitor_interval=1", "--no_python"};

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -139,6 +140,16 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
 
   initialise_probe_and_object();
   derive_learning_rates();
+  make_optimizers();
+  exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
+  const bool guessed = s.use_file_probe && problem_.probe_guess;
+  if (!guessed && !s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
+      optimizer_->scaling != StepScaling::LineSearch)
+    search_probe_defocus();
+}
+
+void Reconstruction::make_optimizers() {
+  const auto& s = settings_;
   for (auto& wk : workers_) {
     wk->object_optimizer = optimizer_->make({wk->model->object_real}, object_rate_);
     wk->probe_optimizer = optimizer_->make({wk->model->probe_real}, probe_rate_);
@@ -152,7 +163,55 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
     positions_.mutable_grad() = torch::zeros_like(positions_);
     position_optimizer_ = position_optimizer_info_->make({positions_}, position_rate_);
   }
-  exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
+}
+
+void Reconstruction::reset(const torch::Tensor& probe) {
+  torch::NoGradGuard no_grad;
+  for (auto& wk : workers_) {
+    const auto& e = wk->tile.extent;
+    auto object = torch::ones({settings_.slices, e.h, e.w}, probe.options());
+    wk->model = PtychoModel(object, probe.clone(), slice_transfer_);
+  }
+  if (position_optimizer_info_) {
+    positions_.copy_(measured_positions_);
+    problem_.scan.positions_px = positions_.detach().to(torch::kFloat64).cpu().contiguous();
+    *tiling_ = tiling_->reassigned(problem_.scan);
+    for (auto& wk : workers_) {
+      // Back to the patterns (and frames) each tile started with.
+      const auto& now = tiling_->tile(wk->tile.index).positions;
+      if (now != wk->tile.positions) wk->frames = read_frames(now);
+      wk->tile = tiling_->tile(wk->tile.index);
+      update_worker_positions(*wk);
+    }
+    patterns_moved_ = 0;
+  }
+  iteration_ = 0;
+  collective_wait_seconds_ = 0;
+  derive_learning_rates();
+  make_optimizers();
+}
+
+void Reconstruction::search_probe_defocus() {
+  // The mean pattern fixes the probe's aperture but not its phase. A few
+  // iterations from each candidate defocus tell them apart by the data loss
+  // (a flat object alone cannot: every candidate fits it equally); every rank
+  // sees the same summed losses and so picks the same candidate.
+  const auto base = workers_.front()->model->probe().detach().clone();
+  const double radius = aperture_radius_px(base);
+  double best = 0, best_loss = std::numeric_limits<double>::infinity();
+  defocus_losses_.clear();
+  for (double c : settings_.defocus_candidates) {
+    reset(add_defocus(base, c, radius));
+    double loss = std::numeric_limits<double>::infinity();
+    try {
+      for (int i = 0; i < settings_.defocus_search_iterations; ++i) loss = iterate().loss;
+    } catch (const Error&) {  // a candidate that diverges is simply not chosen
+    }
+    if (!std::isfinite(loss)) loss = std::numeric_limits<double>::infinity();
+    defocus_losses_.emplace_back(c, loss);
+    if (loss < best_loss) best_loss = loss, best = c;
+  }
+  reset(add_defocus(base, best, radius));
 }
 
 Reconstruction::~Reconstruction() = default;
@@ -357,16 +416,15 @@ void Reconstruction::initialise_probe_and_object() {
     probe = probe_from_mean_pattern(mean, s.probe_modes);
   }
   probe = probe.to(complex_dtype).to(device);
-  torch::Tensor transfer;
   if (s.slices > 1) {
     const auto& g = problem_.experiment;
-    transfer = fresnel_transfer_function(scan.frame_h, scan.frame_w, g.pixel_y_m(), g.pixel_x_m(), g.wavelength_m,
-                                         s.slice_thickness_m, complex_dtype);
+    slice_transfer_ = fresnel_transfer_function(scan.frame_h, scan.frame_w, g.pixel_y_m(), g.pixel_x_m(),
+                                                g.wavelength_m, s.slice_thickness_m, complex_dtype);
   }
   for (auto& wk : workers_) {
     const auto& e = wk->tile.extent;
     auto object = torch::ones({s.slices, e.h, e.w}, torch::TensorOptions().dtype(complex_dtype).device(device));
-    wk->model = PtychoModel(object, probe.clone(), transfer);
+    wk->model = PtychoModel(object, probe.clone(), slice_transfer_);
   }
 }
 

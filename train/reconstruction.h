@@ -81,6 +81,10 @@ class Reconstruction {
   struct TileWorker;
   void initialise_probe_and_object();
   void derive_learning_rates();
+  // Object back to 1, the given probe, fresh optimisers, iteration 0.
+  void reset(const torch::Tensor& probe);
+  void search_probe_defocus();
+  void make_optimizers();
   torch::Tensor read_frames(const std::vector<int64_t>& indices) const;  // (n, h, w) FFT order, working dtype
   void update_worker_positions(TileWorker& worker) const;
   void reassign_moved_patterns();
@@ -119,6 +123,11 @@ class Reconstruction {
   const OptimizerInfo* position_optimizer_info_ = nullptr;
   std::unique_ptr<torch::optim::Optimizer> position_optimizer_;
   double position_rate_ = 0;
+  torch::Tensor slice_transfer_;  // Fresnel transfer between slices (multislice only)
+  std::vector<std::pair<double, double>> defocus_losses_;  // (candidate, loss) of the search
+ public:
+  const std::vector<std::pair<double, double>>& defocus_search() const { return defocus_losses_; }
+ private:
   int64_t patterns_moved_ = 0;
 };
 

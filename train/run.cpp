@@ -200,6 +200,12 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
               << problem.scan.object_h << "x" << problem.scan.object_w << " px, " << rec.tiling().num_tiles()
               << " tile(s), " << settings.optimizer << "/" << settings.loss << ", batch " << rec.batch_size()
               << ", rates object " << rec.object_rate() << " probe " << rec.probe_rate() << std::endl;
+    if (!rec.defocus_search().empty()) {
+      std::cout << "probe defocus search (radians at the aperture edge: loss after "
+                << settings.defocus_search_iterations << " iterations):";
+      for (const auto& [c, l] : rec.defocus_search()) std::cout << " " << c << ": " << l;
+      std::cout << std::endl;
+    }
   }
   // The last state known good, written if the run diverges. A single process
   // keeps it every iteration (a copy of the object); several ranks keep it at

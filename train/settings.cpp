@@ -10,7 +10,11 @@ std::string ReconstructionSettings::describe() const {
     << "\nobject_rate = " << object_rate << "\nprobe_rate = " << probe_rate << "\nrate_scale = " << rate_scale
     << "\nprobe_from = " << probe_from << "\nbatch_size = " << batch_size << "\nchunk_size = " << chunk_size
     << "\nseed = " << seed << "\ntiles = " << tiles << "\ntiles_y = " << tiles_y << "\ntiles_x = " << tiles_x
-    << "\nprobe_modes = " << probe_modes << "\ncentre_probe = " << centre_probe << "\northogonalise_every = " << orthogonalise_every
+    << "\nprobe_modes = " << probe_modes << "\ncentre_probe = " << centre_probe << "\ndefocus_candidates =" << [this] {
+         std::string v;
+         for (double c : defocus_candidates) v += " " + std::to_string(c);
+         return v;
+       }() << "\ndefocus_search_iterations = " << defocus_search_iterations << "\northogonalise_every = " << orthogonalise_every
     << "\nslices = " << slices << "\nslice_thickness_m = " << slice_thickness_m
     << "\npositions_from = " << positions_from << "\nposition_optimizer = " << position_optimizer
     << "\nposition_rate = " << position_rate << "\nposition_limit_px = " << position_limit_px

@@ -2,6 +2,7 @@
 // Everything a reconstruction run is configured with; recorded in the result file.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "models/object_constraints.h"
 
@@ -25,6 +26,13 @@ struct ReconstructionSettings {
   // move the phase ramp this removes into the object (models/phase_ramp.h):
   // fixes the ramp the data cannot see. Assumes a centred detector.
   bool centre_probe = true;
+  // When the probe is estimated from the data (no usable guess in the file), try
+  // these defocus values (radians of far-field phase at the aperture edge) for a
+  // few iterations each and start from the best: the mean pattern gives the
+  // aperture but no phase, and a focused start can stall (SGD, RMSprop).
+  // Empty = no search.
+  std::vector<double> defocus_candidates{-16, -8, -4, 0, 4, 8, 16};
+  int defocus_search_iterations = 2;
   int orthogonalise_every = 1;  // re-orthogonalise the probe modes every N iterations (0 = never)
   // Multislice: object slices and the distance between consecutive slices (metres).
   int64_t slices = 1;

@@ -37,6 +37,8 @@ int reconstruct(int argc, char** argv) {
       ("tile-grid", "explicit tile grid, e.g. 2x3 (rows x columns)", cxxopts::value<std::string>())
       ("modes", "incoherent probe modes", cxxopts::value<int64_t>()->default_value("1"))
       ("no-file-probe", "ignore the probe guess stored in the file; estimate it from the data")
+      ("no-defocus-search", "start from the focused probe estimated from the data instead of trying defocus values "
+                             "first (the search costs about 14 iterations; it is skipped when the file has a probe)")
       ("no-probe-centring", "do not re-centre the probe's far field on the zero order after each iteration "
                             "(the centring fixes the object/probe phase-ramp ambiguity, assuming a centred detector)")
       ("orthogonalise-every", "re-orthogonalise the probe modes every N iterations (0: never)",
@@ -109,6 +111,7 @@ int reconstruct(int argc, char** argv) {
   s.probe_modes = r["modes"].as<int64_t>();
   s.use_file_probe = !r.count("no-file-probe");
   s.centre_probe = !r.count("no-probe-centring");
+  if (r.count("no-defocus-search")) s.defocus_candidates.clear();
   s.orthogonalise_every = r["orthogonalise-every"].as<int>();
   s.slices = r["slices"].as<int64_t>();
   s.slice_thickness_m = r["slice-thickness"].as<double>();
