@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "src/error.h"
+#include "data/validation_text.h"
 #include "src/io/hdf5.h"
 
 namespace tessera {
@@ -14,11 +15,7 @@ namespace tessera {
 namespace cxi_detail {
 
 namespace {
-std::string fmt(double v, const char* spec = "%.4g") {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, spec, v);
-  return buffer;
-}
+std::string fmt(double v, const char* spec = "%.4g") { return validation_text::format_number(v, spec); }
 }  // namespace
 
 std::string format_length(double m) {
@@ -77,28 +74,11 @@ struct CxiFile::Impl {
   // NaN, infinite or negative intensities.
   template <typename IndexOf>
   void check_frames(const torch::Tensor& block, const IndexOf& index_of) const {
-    if (block.numel() == 0) return;
-    // Fast path: one reduction over everything.
-    if (torch::isfinite(block).all().item<bool>() && block.min().item<float>() >= 0.0f) return;
-    auto flat = block.reshape({block.size(0), -1});
-    auto bad = (flat.isnan() | flat.isinf() | (flat < 0)).any(1);
-    auto bad_rows = bad.nonzero().reshape({-1});
-    const int64_t count = bad_rows.numel();
-    const int64_t row = bad_rows[0].item<int64_t>();
-    auto frame = flat[row];
-    const int64_t nans = frame.isnan().sum().item<int64_t>();
-    const int64_t infs = frame.isinf().sum().item<int64_t>();
-    const int64_t negs = (frame < 0).sum().item<int64_t>();
-    auto pixels = [](int64_t k) { return std::to_string(k) + (k == 1 ? " pixel" : " pixels"); };
-    std::string what;
-    auto add = [&](const std::string& s) { what += (what.empty() ? "" : ", ") + s; };
-    if (nans) add("NaN in " + pixels(nans));
-    if (infs) add("infinite values in " + pixels(infs));
-    if (negs) {
-      auto finite = frame.masked_select(torch::isfinite(frame));
-      add("negative values in " + pixels(negs) + " (lowest " + fmt(finite.min().item<float>()) + ")");
-    }
-    std::string message = "frame " + std::to_string(index_of(row)) + " has " + what +
+    const auto bad = validation_text::find_bad_counts(block);
+    if (!bad) return;
+    const int64_t count = bad->bad_frames;
+    const bool nans = bad->nans, infs = bad->infs, negs = bad->negatives;
+    std::string message = "frame " + std::to_string(index_of(bad->row)) + " has " + bad->describe("values") +
                           "; intensities must be finite photon counts >= 0";
     if (count > 1) message += " (" + std::to_string(count) + " of the " + std::to_string(block.size(0)) + " frames read are bad)";
     if (negs && !nans && !infs)
@@ -109,17 +89,8 @@ struct CxiFile::Impl {
   }
 };
 
-namespace {
-
-bool is_real_number(const h5::TypeInfo& t) {
-  return t.kind == h5::Kind::integer || t.kind == h5::Kind::unsigned_integer || t.kind == h5::Kind::floating;
-}
-
-std::string plural(int64_t n, const std::string& one, const std::string& many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
-
-}  // namespace
+using validation_text::is_real_number;
+using validation_text::plural;
 
 CxiFile::CxiFile(const std::string& path) {
   auto impl = std::make_shared<Impl>();

@@ -7,6 +7,7 @@
 #include "data/cxi_file.h"
 #include "src/error.h"
 #include "src/io/atomic_file.h"
+#include "data/validation_text.h"
 #include "src/io/hdf5.h"
 
 namespace tessera {
@@ -15,21 +16,9 @@ namespace {
 
 namespace keys = cxi_keys;
 
-std::string num(double v) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.6g", v);
-  return buffer;
-}
-
-std::string shape_of(const torch::Tensor& t) {
-  return h5::shape_string(std::vector<int64_t>(t.sizes().begin(), t.sizes().end()));
-}
-
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  if (from.empty()) return s;
-  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
-  return s;
-}
+using validation_text::replace_all;
+using validation_text::shape_of;
+std::string num(double v) { return validation_text::format_number(v); }
 
 struct Checker {
   std::string prefix;  // "write_cxi(path): "

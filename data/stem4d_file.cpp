@@ -9,6 +9,7 @@
 #include "data/cxi_file.h"
 #include "src/electron_optics.h"
 #include "src/error.h"
+#include "data/validation_text.h"
 #include "src/io/hdf5.h"
 
 namespace tessera {
@@ -17,19 +18,9 @@ namespace keys = stem4d_keys;
 
 namespace {
 
-std::string fmt(double v, const char* spec = "%.6g") {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, spec, v);
-  return buffer;
-}
-
-std::string plural(int64_t n, const std::string& one, const std::string& many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
-
-bool is_real_number(const h5::TypeInfo& t) {
-  return t.kind == h5::Kind::integer || t.kind == h5::Kind::unsigned_integer || t.kind == h5::Kind::floating;
-}
+using validation_text::is_real_number;
+using validation_text::plural;
+std::string fmt(double v, const char* spec = "%.6g") { return validation_text::format_number(v, spec); }
 
 // Energies above this are almost surely electron-volts, not kilo-electron-volts.
 constexpr double kMaxEnergyKev = 5000;
@@ -100,26 +91,12 @@ struct Stem4dFile::Impl {
 
   template <typename IndexOf>
   void check_frames(const torch::Tensor& block, const IndexOf& index_of) const {
-    if (block.numel() == 0) return;
-    if (torch::isfinite(block).all().item<bool>() && block.min().item<float>() >= 0.0f) return;
-    auto flat = block.reshape({block.size(0), -1});
-    auto bad_rows = (flat.isnan() | flat.isinf() | (flat < 0)).any(1).nonzero().reshape({-1});
-    const int64_t row = bad_rows[0].item<int64_t>();
-    auto frame = flat[row];
-    const int64_t nans = frame.isnan().sum().item<int64_t>();
-    const int64_t infs = frame.isinf().sum().item<int64_t>();
-    const int64_t negs = (frame < 0).sum().item<int64_t>();
-    auto pixels = [](int64_t k) { return plural(k, "pixel", "pixels"); };
-    std::string what;
-    auto add = [&](const std::string& s) { what += (what.empty() ? "" : ", ") + s; };
-    if (nans) add("NaN in " + pixels(nans));
-    if (infs) add("infinite values in " + pixels(infs));
-    if (negs) add("negative counts in " + pixels(negs) + " (lowest " +
-                  fmt(frame.masked_select(torch::isfinite(frame)).min().item<float>(), "%.4g") + ")");
-    std::string message = where(index_of(row)) + " has " + what + "; counts must be finite and >= 0";
-    if (bad_rows.numel() > 1)
-      message += " (" + std::to_string(bad_rows.numel()) + " of the " + std::to_string(block.size(0)) + " patterns read are bad)";
-    message += negs && !nans && !infs
+    const auto bad = validation_text::find_bad_counts(block);
+    if (!bad) return;
+    std::string message = where(index_of(bad->row)) + " has " + bad->describe("counts") + "; counts must be finite and >= 0";
+    if (bad->bad_frames > 1)
+      message += " (" + std::to_string(bad->bad_frames) + " of the " + std::to_string(block.size(0)) + " patterns read are bad)";
+    message += bad->negatives && !bad->nans && !bad->infs
                    ? ". If a dark level was subtracted, clip negative counts to 0; if they mark dead pixels, flag them in " +
                          std::string(keys::kMask)
                    : ". If they mark dead pixels or gaps, flag them in " + std::string(keys::kMask);

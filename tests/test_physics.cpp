@@ -72,6 +72,13 @@ double rms_error(const torch::Tensor& positions, const torch::Tensor& truth) {
   return std::sqrt(d.pow(2).sum(1).mean().item<double>());
 }
 
+// A 4 x 4 scan: enough to construct a reconstruction and check its settings.
+ScanProblem tiny_problem() {
+  auto sim = small_scan();
+  sim.scan_y = sim.scan_x = 4;
+  return ScanProblem::from_content(simulate(sim));
+}
+
 double max_difference(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
 }
@@ -123,9 +130,7 @@ TEST(Multislice, TilesGiveTheUndecomposedResult) {
 }
 
 TEST(Multislice, NeedsAThickness) {
-  auto sim = small_scan();
-  sim.scan_y = sim.scan_x = 4;
-  const auto problem = ScanProblem::from_content(simulate(sim));
+  const auto problem = tiny_problem();
   auto s = quiet(1);
   s.slices = 3;
   try {
@@ -250,9 +255,7 @@ TEST(PositionCorrection, ResumeContinuesBitForBit) {
 }
 
 TEST(PositionCorrection, RejectsOptimizersWithoutPixelSteps) {
-  auto sim = small_scan();
-  sim.scan_y = sim.scan_x = 4;
-  const auto problem = ScanProblem::from_content(simulate(sim));
+  const auto problem = tiny_problem();
   auto s = quiet(1);
   s.positions_from = 0;
   s.position_optimizer = "sgd";

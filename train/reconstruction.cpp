@@ -280,13 +280,15 @@ void Reconstruction::update_position_bounds() {
   // inside its owner's array.
   const auto& scan = problem_.scan;
   const int64_t N = scan.num_positions();
+  // Runs at every safe point: filled through accessors, not one tensor op per element.
   auto lo = torch::empty({N, 2}, torch::kFloat64), hi = torch::empty({N, 2}, torch::kFloat64);
+  auto l = lo.accessor<double, 2>(), u = hi.accessor<double, 2>();
   for (int64_t j = 0; j < N; ++j) {
     const Rect& e = tiling_->tile(tiling_->owner_of_position(j)).extent;
-    lo[j][0] = static_cast<double>(e.y0);
-    lo[j][1] = static_cast<double>(e.x0);
-    hi[j][0] = static_cast<double>(e.y1() - scan.frame_h - 1);
-    hi[j][1] = static_cast<double>(e.x1() - scan.frame_w - 1);
+    l[j][0] = static_cast<double>(e.y0);
+    l[j][1] = static_cast<double>(e.x0);
+    u[j][0] = static_cast<double>(e.y1() - scan.frame_h - 1);
+    u[j][1] = static_cast<double>(e.x1() - scan.frame_w - 1);
   }
   position_lo_ = lo.to(positions_.options().requires_grad(false));
   position_hi_ = hi.to(positions_.options().requires_grad(false));
@@ -341,6 +343,7 @@ void Reconstruction::search_positions() {
       candidates.select(1, 1).clamp_(0, static_cast<double>(e.w - w - 1));
       auto predicted = wk->model->forward(candidates);
       auto measured = wk->frames.slice(0, b, b + m);
+      std::vector<int64_t> chosen(m), owners(m);
       for (int64_t i = 0; i < m; ++i) {
         double best = 0;
         int64_t best_c = 0;
@@ -349,8 +352,12 @@ void Reconstruction::search_positions() {
                                            valid_fft_).item<double>();
           if (c == 0 || l < best) best = l, best_c = c;
         }
-        moves[wk->tile.positions[b + i]] = candidates[i * C + best_c] - current[i];
+        chosen[i] = i * C + best_c;
+        owners[i] = wk->tile.positions[b + i];
       }
+      auto rows = torch::tensor(chosen, torch::kInt64).to(candidates.device());
+      moves.index_copy_(0, torch::tensor(owners, torch::kInt64).to(moves.device()),
+                        candidates.index_select(0, rows) - current);
     }
   }
   if (comm_ && comm_->size() > 1) {

@@ -63,6 +63,8 @@ class Reconstruction {
   // Patterns that changed tile so far (position correction).
   int64_t patterns_moved() const { return patterns_moved_; }
   double position_rate() const { return position_rate_; }
+  // The probe defocus search run at construction: (candidate, loss) pairs, empty when skipped.
+  const std::vector<std::pair<double, double>>& defocus_search() const { return defocus_losses_; }
 
   const Tiling& tiling() const { return *tiling_; }
   const ScanProblem& problem() const { return problem_; }
@@ -125,9 +127,6 @@ class Reconstruction {
   double position_rate_ = 0;
   torch::Tensor slice_transfer_;  // Fresnel transfer between slices (multislice only)
   std::vector<std::pair<double, double>> defocus_losses_;  // (candidate, loss) of the search
- public:
-  const std::vector<std::pair<double, double>>& defocus_search() const { return defocus_losses_; }
- private:
   int64_t patterns_moved_ = 0;
 };
 

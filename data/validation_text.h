@@ -1,0 +1,79 @@
+#pragma once
+// Pieces of the validation messages shared by the data readers and writers
+// (CXI and 4D-STEM): numbers, plurals, shapes, and the diagnosis of a block of
+// frames holding counts that cannot be counts.
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "src/io/hdf5.h"
+
+namespace tessera::validation_text {
+
+inline std::string format_number(double v, const char* spec = "%.6g") {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, spec, v);
+  return buffer;
+}
+
+inline std::string plural(int64_t n, const std::string& one, const std::string& many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+inline std::string shape_of(const torch::Tensor& t) {
+  return h5::shape_string(std::vector<int64_t>(t.sizes().begin(), t.sizes().end()));
+}
+
+inline std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  if (from.empty()) return s;
+  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
+  return s;
+}
+
+inline bool is_real_number(const h5::TypeInfo& t) {
+  return t.kind == h5::Kind::integer || t.kind == h5::Kind::unsigned_integer || t.kind == h5::Kind::floating;
+}
+
+// The first frame of a block that holds NaN, infinite or negative values.
+struct BadCounts {
+  int64_t row = 0;         // its row in the block
+  int64_t bad_frames = 0;  // frames of the block with any such value
+  int64_t nans = 0, infs = 0, negatives = 0;  // pixels of that frame
+  float lowest = 0;        // its lowest finite value
+
+  // "NaN in 2 pixels, negative <noun> in 3 pixels (lowest -1.5)"
+  std::string describe(const std::string& negative_noun) const {
+    auto pixels = [](int64_t k) { return plural(k, "pixel", "pixels"); };
+    std::string what;
+    auto add = [&](const std::string& s) { what += (what.empty() ? "" : ", ") + s; };
+    if (nans) add("NaN in " + pixels(nans));
+    if (infs) add("infinite values in " + pixels(infs));
+    if (negatives)
+      add("negative " + negative_noun + " in " + pixels(negatives) + " (lowest " + format_number(lowest, "%.4g") + ")");
+    return what;
+  }
+};
+
+// block: (n, ...) float. Nothing when every value is finite and >= 0.
+inline std::optional<BadCounts> find_bad_counts(const torch::Tensor& block) {
+  if (block.numel() == 0) return std::nullopt;
+  // Fast path: one reduction over everything.
+  if (torch::isfinite(block).all().item<bool>() && block.min().item<float>() >= 0.0f) return std::nullopt;
+  auto flat = block.reshape({block.size(0), -1});
+  auto bad_rows = (flat.isnan() | flat.isinf() | (flat < 0)).any(1).nonzero().reshape({-1});
+  BadCounts b;
+  b.bad_frames = bad_rows.numel();
+  b.row = bad_rows[0].item<int64_t>();
+  auto frame = flat[b.row];
+  b.nans = frame.isnan().sum().item<int64_t>();
+  b.infs = frame.isinf().sum().item<int64_t>();
+  b.negatives = (frame < 0).sum().item<int64_t>();
+  if (b.negatives) b.lowest = frame.masked_select(torch::isfinite(frame)).min().item<float>();
+  return b;
+}
+
+}  // namespace tessera::validation_text
