@@ -5,7 +5,7 @@
 // OMP_WAIT_POLICY=PASSIVE: OpenMP workers spin at every join, and one that is
 // descheduled turns each parallel region into a wait for a time slice.
 //
-//   bench_iteration [frames_per_side=20] [frame=64] [iterations=10] [threads=0]
+//   bench_iteration [frames_per_side=20] [frame=64] [iterations=10] [threads=0] [chunk=engine default]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "data/simulate.h"
+#include "models/far_field_loss.h"
 #include "src/threads.h"
 #include "train/reconstruction.h"
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   auto content = simulate(sim);
   ReconstructionSettings s;
   s.quiet = true;
+  if (argc > 5) s.chunk_size = std::max<int64_t>(1, std::atoll(argv[5]));
   Reconstruction rec(ScanProblem::from_content(content), s);
   rec.iterate();  // warm-up
   if (std::getenv("TESSERA_PROFILE")) {  // Chrome trace of one iteration, for finding the hot ops
@@ -51,16 +53,21 @@ int main(int argc, char** argv) {
     rec.iterate();
   }
   // The floor: every pattern's exit wave goes through one FFT forward and one
-  // inverse FFT backward, in the engine's passes (mini-batches cut into chunks).
+  // inverse FFT, in the engine's calls: mini-batches cut into chunks (one
+  // pass of the model each), chunks into the fused loss's blocks.
   const int64_t n = side * side, chunk = std::min(s.chunk_size, rec.batch_size());
-  auto waves = torch::randn({chunk, 1, frame, frame}, torch::kComplexFloat);
+  const int64_t block = fused_loss_block(1, frame, frame, torch::kComplexFloat);
+  auto waves = torch::randn({block, 1, frame, frame}, torch::kComplexFloat);
   auto fft_round = [&] {
     for (int64_t b = 0; b < n; b += rec.batch_size())
       for (int64_t c = b; c < std::min(n, b + rec.batch_size()); c += chunk) {
-        const int64_t len = std::min({chunk, n - c, b + rec.batch_size() - c});
-        auto w = len == chunk ? waves : waves.slice(0, 0, len);
-        auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
-        auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
+        const int64_t chunk_len = std::min({chunk, n - c, b + rec.batch_size() - c});
+        for (int64_t k = 0; k < chunk_len; k += block) {
+          const int64_t len = std::min(block, chunk_len - k);
+          auto w = len == block ? waves : waves.slice(0, 0, len);
+          auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
+          auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
+        }
       }
   };
   fft_round();
@@ -78,9 +85,10 @@ int main(int argc, char** argv) {
   }
   const double per_iteration = median(iteration_s), floor = median(floor_s);
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
-  std::printf("patterns %ld of %ldx%ld, batch %ld, chunk %ld, threads %d, OMP_WAIT_POLICY %s\n", static_cast<long>(n),
-              static_cast<long>(frame), static_cast<long>(frame), static_cast<long>(rec.batch_size()),
-              static_cast<long>(chunk), threads, wait_policy ? wait_policy : "(unset)");
+  std::printf("patterns %ld of %ldx%ld, batch %ld, chunk %ld, FFT block %ld, threads %d, OMP_WAIT_POLICY %s\n",
+              static_cast<long>(n), static_cast<long>(frame), static_cast<long>(frame),
+              static_cast<long>(rec.batch_size()), static_cast<long>(chunk), static_cast<long>(block), threads,
+              wait_policy ? wait_policy : "(unset)");
   std::printf("seconds per iteration      %.4f  (median of %d; mean %.4f)\n", per_iteration, iterations,
               mean(iteration_s));
   std::printf("FFT floor per iteration    %.4f  (median; mean %.4f; %ld forward + %ld inverse %ldx%ld FFTs)\n", floor,

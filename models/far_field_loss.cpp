@@ -7,6 +7,7 @@
 
 #include "models/propagation.h"
 #include "src/error.h"
+#include "src/simd.h"
 
 namespace tessera {
 namespace {
@@ -45,6 +46,13 @@ Measurement check_measurement(const char* op, const torch::Tensor& waves, int64_
   return m;
 }
 
+// Pattern order: the same sum for any thread count.
+double sum_in_order(const std::vector<double>& values) {
+  double total = 0;
+  for (double v : values) total += v;
+  return total;
+}
+
 template <typename T>
 PixelLossKernel<T> kernel_for(const PixelLoss& loss);
 template <>
@@ -52,42 +60,57 @@ PixelLossKernel<float> kernel_for<float>(const PixelLoss& loss) { return loss.f3
 template <>
 PixelLossKernel<double> kernel_for<double>(const PixelLoss& loss) { return loss.f64; }
 
+// One pattern's loss from its far field P (M modes of n interleaved complex
+// values); with `residual`, P is overwritten by 2 dl/dI P, the far-field
+// gradient (what the inverse FFT takes back to the exit waves). I and s are
+// n-element workspaces.
+template <typename T>
+TESSERA_SIMD_CLONES double pattern_loss(T* __restrict__ P, const T* __restrict__ measured, const bool* valid,
+                                        int64_t M, int64_t n, PixelLossKernel<T> kernel, T* __restrict__ I,
+                                        T* __restrict__ s, bool residual) {
+  for (int64_t k = 0; k < n; ++k) I[k] = P[2 * k] * P[2 * k] + P[2 * k + 1] * P[2 * k + 1];
+  for (int64_t m = 1; m < M; ++m) {
+    const T* __restrict__ Pm = P + m * n * 2;
+    for (int64_t k = 0; k < n; ++k) I[k] += Pm[2 * k] * Pm[2 * k] + Pm[2 * k + 1] * Pm[2 * k + 1];
+  }
+  const double value = kernel(I, measured, valid, s, n);
+  if (!residual) return value;
+  for (int64_t m = 0; m < M; ++m) {
+    T* __restrict__ Pm = P + m * n * 2;
+    for (int64_t k = 0; k < n; ++k) {
+      Pm[2 * k] *= 2 * s[k];
+      Pm[2 * k + 1] *= 2 * s[k];
+    }
+  }
+  return value;
+}
+
+// Patterns [b0, b0 + len) of far-field waves Psi (len, M, n): their losses
+// into per_pattern[b0 ..], Psi overwritten by the residual if asked.
+template <typename T>
+void block_loss(T* Psi, const Measurement& meas, int64_t b0, int64_t len, int64_t M, int64_t n,
+                const PixelLoss& loss, bool residual, double* per_pattern, std::vector<T>& work) {
+  const T* measured = meas.measured.data_ptr<T>();
+  const bool* valid = meas.valid.defined() ? meas.valid.data_ptr<bool>() : nullptr;
+  work.resize(static_cast<size_t>(2 * n));
+  for (int64_t i = 0; i < len; ++i) {
+    const int64_t b = b0 + i;
+    per_pattern[b] = pattern_loss<T>(Psi + i * M * n * 2, measured + b * n, valid ? valid + b * meas.valid_stride : nullptr,
+                                     M, n, kernel_for<T>(loss), work.data(), work.data() + n, residual);
+  }
+}
+
 // Far-field waves Psi (B, M, n) as interleaved (re, im) reals. Returns the
-// loss; with `residual`, Psi is overwritten by 2 dl/dI Psi, the far-field
-// gradient (what the inverse FFT takes back to the exit waves).
+// loss; with `residual`, Psi is overwritten by the far-field gradient.
 template <typename T>
 double loss_and_residual(T* Psi, const Measurement& meas, int64_t B, int64_t M, int64_t n, const PixelLoss& loss,
                          bool residual) {
-  const T* measured = meas.measured.data_ptr<T>();
-  const bool* valid = meas.valid.defined() ? meas.valid.data_ptr<bool>() : nullptr;
-  const auto kernel = kernel_for<T>(loss);
   std::vector<double> per_pattern(static_cast<size_t>(B), 0.0);
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> intensity(static_cast<size_t>(n)), slope(static_cast<size_t>(n));
-    T* __restrict__ I = intensity.data();
-    T* __restrict__ s = slope.data();
-    for (int64_t b = begin; b < end; ++b) {
-      T* __restrict__ P = Psi + b * M * n * 2;
-      for (int64_t k = 0; k < n; ++k) I[k] = P[2 * k] * P[2 * k] + P[2 * k + 1] * P[2 * k + 1];
-      for (int64_t m = 1; m < M; ++m) {
-        const T* __restrict__ Pm = P + m * n * 2;
-        for (int64_t k = 0; k < n; ++k) I[k] += Pm[2 * k] * Pm[2 * k] + Pm[2 * k + 1] * Pm[2 * k + 1];
-      }
-      per_pattern[b] = kernel(I, measured + b * n, valid ? valid + b * meas.valid_stride : nullptr, s, n);
-      if (!residual) continue;
-      for (int64_t k = 0; k < n; ++k) s[k] *= 2;
-      for (int64_t m = 0; m < M; ++m) {
-        T* __restrict__ Pm = P + m * n * 2;
-        for (int64_t k = 0; k < n; ++k) {
-          Pm[2 * k] *= s[k];
-          Pm[2 * k + 1] *= s[k];
-        }
-      }
-    }
+    std::vector<T> work;
+    block_loss<T>(Psi + begin * M * n * 2, meas, begin, end - begin, M, n, loss, residual, per_pattern.data(), work);
   });
-  double total = 0;
-  for (double v : per_pattern) total += v;  // pattern order: the same sum for any thread count
-  return total;
+  return sum_in_order(per_pattern);
 }
 
 // Loss of far-field waves Psi (a fresh tensor this operator may overwrite).
@@ -122,116 +145,143 @@ class FarFieldLossFunction : public torch::autograd::Function<FarFieldLossFuncti
   }
 };
 
-// psi[b, m] = probe[m] * patches[b], interleaved complex, n pixels per window.
+// psi[i, m] = probe[m] * patches[i] for len patterns, interleaved complex, n
+// pixels per window.
 template <typename T>
-void form_exit_waves(const T* probe, const T* patches, T* psi, int64_t B, int64_t M, int64_t n) {
-  at::parallel_for(0, B * M, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t bm = begin; bm < end; ++bm) {
-      const T* __restrict__ p = probe + (bm % M) * n * 2;
-      const T* __restrict__ x = patches + (bm / M) * n * 2;
-      T* __restrict__ out = psi + bm * n * 2;
+TESSERA_SIMD_CLONES void form_exit_waves(const T* __restrict__ probe, const T* __restrict__ patches,
+                                         T* __restrict__ psi, int64_t len, int64_t M, int64_t n) {
+  for (int64_t i = 0; i < len; ++i)
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict__ p = probe + m * n * 2;
+      const T* __restrict__ x = patches + i * n * 2;
+      T* __restrict__ out = psi + (i * M + m) * n * 2;
       for (int64_t k = 0; k < n; ++k) {
         const T pr = p[2 * k], pi = p[2 * k + 1], xr = x[2 * k], xi = x[2 * k + 1];
         out[2 * k] = pr * xr - pi * xi;
         out[2 * k + 1] = pr * xi + pi * xr;
       }
     }
-  });
 }
 
-// The adjoints of psi = probe * patch for the exit-wave gradient g (B, M, n):
-//   grad_patches[b] = scale * sum_m conj(probe[m]) g[b, m]
-//   grad_probe[m]   = scale * sum_b conj(patches[b]) g[b, m]   (b in order: deterministic)
-// in one pass over g and the patches: each task owns a block of pixels of
-// every output, so the probe sums need no reduction across threads.
+// The adjoints of psi = probe * patch for the exit-wave gradient g (len, M, n):
+//   grad_patches[i] = sum_m conj(probe[m]) g[i, m]
+//   grad_probe[m]  += sum_i conj(patches[i]) g[i, m]   (i in order: deterministic)
+// Either output may be null (not wanted).
 template <typename T>
-void product_gradients(const T* probe, const T* patches, const T* g, T* grad_probe, T* grad_patches, int64_t B,
-                       int64_t M, int64_t n, T scale) {
-  constexpr int64_t kBlock = 256;  // pixels: a few KiB of every row, in L1
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t k0 = blk * kBlock, len = std::min(kBlock, n - k0);
-      if (grad_probe)
-        for (int64_t m = 0; m < M; ++m) std::fill_n(grad_probe + (m * n + k0) * 2, 2 * len, T(0));
-      for (int64_t b = 0; b < B; ++b) {
-        const T* __restrict__ x = patches + (b * n + k0) * 2;
-        T* __restrict__ gx = grad_patches ? grad_patches + (b * n + k0) * 2 : nullptr;
-        if (gx) std::fill_n(gx, 2 * len, T(0));
-        for (int64_t m = 0; m < M; ++m) {
-          const T* __restrict__ gm = g + ((b * M + m) * n + k0) * 2;
-          if (gx) {
-            const T* __restrict__ p = probe + (m * n + k0) * 2;
-            for (int64_t k = 0; k < len; ++k) {
-              const T pr = p[2 * k], pi = p[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
-              gx[2 * k] += scale * (pr * gr + pi * gi);
-              gx[2 * k + 1] += scale * (pr * gi - pi * gr);
-            }
+TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T* __restrict__ patches,
+                                           const T* __restrict__ g, T* __restrict__ grad_probe,
+                                           T* __restrict__ grad_patches, int64_t len, int64_t M, int64_t n) {
+  for (int64_t i = 0; i < len; ++i) {
+    const T* __restrict__ x = patches + i * n * 2;
+    T* __restrict__ gx = grad_patches ? grad_patches + i * n * 2 : nullptr;
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict__ gm = g + (i * M + m) * n * 2;
+      if (gx) {
+        const T* __restrict__ p = probe + m * n * 2;
+        if (m == 0)
+          for (int64_t k = 0; k < n; ++k) {
+            const T pr = p[2 * k], pi = p[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
+            gx[2 * k] = pr * gr + pi * gi;
+            gx[2 * k + 1] = pr * gi - pi * gr;
           }
-          if (grad_probe) {
-            T* __restrict__ gp = grad_probe + (m * n + k0) * 2;
-            for (int64_t k = 0; k < len; ++k) {
-              const T xr = x[2 * k], xi = x[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
-              gp[2 * k] += xr * gr + xi * gi;
-              gp[2 * k + 1] += xr * gi - xi * gr;
-            }
+        else
+          for (int64_t k = 0; k < n; ++k) {
+            const T pr = p[2 * k], pi = p[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
+            gx[2 * k] += pr * gr + pi * gi;
+            gx[2 * k + 1] += pr * gi - pi * gr;
           }
+      }
+      if (grad_probe) {
+        T* __restrict__ gp = grad_probe + m * n * 2;
+        for (int64_t k = 0; k < n; ++k) {
+          const T xr = x[2 * k], xi = x[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
+          gp[2 * k] += xr * gr + xi * gi;
+          gp[2 * k + 1] += xr * gi - xi * gr;
         }
       }
-      if (grad_probe && scale != T(1))
-        for (int64_t m = 0; m < M; ++m) {
-          T* __restrict__ gp = grad_probe + (m * n + k0) * 2;
-          for (int64_t k = 0; k < 2 * len; ++k) gp[k] *= scale;
-        }
     }
-  });
+  }
 }
 
+// The loss is the end of the graph (a scalar the caller backpropagates), so
+// the gradients are computed in the forward pass, block by block: a block's
+// exit waves, far field, residual and exit-wave gradient never leave the
+// cache between the two FFTs, and nothing of size (B, M, h, w) is kept for
+// backward, only the gradients themselves. Backward scales them.
 class ProbeFarFieldLossFunction : public torch::autograd::Function<ProbeFarFieldLossFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& probe_in, const torch::Tensor& patches_in,
                                const Measurement& meas, const PixelLoss& loss) {
     const int64_t B = patches_in.size(0), M = probe_in.size(0), h = probe_in.size(1), w = probe_in.size(2);
+    const int64_t n = h * w;
     const auto probe = probe_in.contiguous(), patches = patches_in.contiguous();
-    auto psi = torch::empty({B, M, h, w}, probe.options());
+    const bool want_probe = probe_in.requires_grad(), want_patches = patches_in.requires_grad();
+    const bool residual = want_probe || want_patches;
+    const int64_t per_block = fused_loss_block(M, h, w, probe.scalar_type());
+    const int64_t blocks = (B + per_block - 1) / per_block;
+    torch::Tensor grad_patches, probe_partials;
+    if (want_patches) grad_patches = torch::empty_like(patches);
+    if (want_probe) probe_partials = torch::zeros({std::max<int64_t>(blocks, 1), M, h, w}, probe.options());
+    std::vector<double> per_pattern(static_cast<size_t>(B), 0.0);
     AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(probe.scalar_type()), "probe_far_field_loss", [&] {
-      form_exit_waves<scalar_t>(reinterpret_cast<const scalar_t*>(probe.data_ptr()),
-                                reinterpret_cast<const scalar_t*>(patches.data_ptr()),
-                                reinterpret_cast<scalar_t*>(psi.data_ptr()), B, M, h * w);
+      using T = scalar_t;
+      auto ptr = [](const torch::Tensor& t) { return t.defined() ? reinterpret_cast<T*>(t.data_ptr()) : nullptr; };
+      const T* probe_p = ptr(probe);
+      const T* patches_p = ptr(patches);
+      at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+        auto psi = torch::empty({per_block, M, h, w}, probe.options());
+        std::vector<T> work;
+        for (int64_t blk = begin; blk < end; ++blk) {
+          const int64_t b0 = blk * per_block, len = std::min(per_block, B - b0);
+          auto waves = psi.narrow(0, 0, len);
+          form_exit_waves<T>(probe_p, patches_p + b0 * n * 2, ptr(waves), len, M, n);
+          auto Psi = far_field(waves).contiguous();
+          block_loss<T>(ptr(Psi), meas, b0, len, M, n, loss, residual, per_pattern.data(), work);
+          if (!residual) continue;
+          const auto g = far_field_adjoint(Psi).contiguous();
+          product_gradients<T>(probe_p, patches_p + b0 * n * 2, ptr(g),
+                               want_probe ? ptr(probe_partials) + blk * M * n * 2 : nullptr,
+                               want_patches ? ptr(grad_patches) + b0 * n * 2 : nullptr, len, M, n);
+        }
+      });
     });
-    auto Psi = far_field(psi).contiguous();
-    psi = torch::Tensor();  // freed before the loss pass
-    const bool residual = probe_in.requires_grad() || patches_in.requires_grad();
-    auto value = loss_of_far_field(Psi, meas, loss, residual);
-    if (residual) {
-      ctx->saved_data["residual"] = Psi;
-      ctx->save_for_backward({probe, patches});
+    if (want_probe) {
+      // Blocks added in order: the same probe gradient for any thread count.
+      auto grad_probe = probe_partials[0].clone();
+      for (int64_t blk = 1; blk < blocks; ++blk) grad_probe.add_(probe_partials[blk]);
+      ctx->saved_data["grad_probe"] = grad_probe;
     }
-    return {value};
+    if (want_patches) ctx->saved_data["grad_patches"] = grad_patches;
+    return {torch::tensor(sum_in_order(per_pattern), meas.measured.options())};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const auto saved = ctx->get_saved_variables();
-    const auto& probe = saved[0];
-    const auto& patches = saved[1];
-    const auto g = far_field_adjoint(ctx->saved_data["residual"].toTensor()).contiguous();
-    const int64_t B = patches.size(0), M = probe.size(0), n = probe.size(1) * probe.size(2);
-    torch::Tensor grad_probe, grad_patches;
-    if (ctx->needs_input_grad(0)) grad_probe = torch::empty_like(probe);
-    if (ctx->needs_input_grad(1)) grad_patches = torch::empty_like(patches);
     const double scale = grad_outputs[0].item<double>();
-    AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(probe.scalar_type()), "probe_far_field_loss_backward", [&] {
-      auto ptr = [](const torch::Tensor& t) {
-        return t.defined() ? reinterpret_cast<scalar_t*>(t.data_ptr()) : nullptr;
-      };
-      product_gradients<scalar_t>(ptr(probe), ptr(patches), ptr(g), ptr(grad_probe), ptr(grad_patches), B, M, n,
-                                  static_cast<scalar_t>(scale));
-    });
+    auto take = [&](const char* key) {
+      auto it = ctx->saved_data.find(key);
+      if (it == ctx->saved_data.end()) return torch::Tensor();
+      TESSERA_REQUIRE(Error, it->second.isTensor(), "probe_far_field_loss: its gradients were already used by an "
+                      "earlier backward; the fused loss supports one backward per forward");
+      auto grad = it->second.toTensor();
+      it->second = c10::IValue();  // released: the caller owns the gradient now
+      if (scale != 1) grad.mul_(scale);
+      return grad;
+    };
+    auto grad_probe = take("grad_probe");
+    auto grad_patches = take("grad_patches");
     return {grad_probe, grad_patches, torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
+
+int64_t fused_loss_block(int64_t modes, int64_t h, int64_t w, torch::ScalarType complex_type) {
+  // About 128 KiB of exit waves per block: with the far field, the gradient
+  // and the patches it is a few hundred KiB, inside a core's L2 cache.
+  constexpr int64_t kBlockBytes = 128 * 1024;
+  const int64_t pattern_bytes = modes * h * w * static_cast<int64_t>(c10::elementSize(complex_type));
+  return std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(pattern_bytes, 1));
+}
 
 torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tensor& measured,
                              const torch::Tensor& valid, const PixelLoss& loss) {

@@ -2,10 +2,10 @@
 // The data loss of a batch of patterns as one operator, with its analytic
 // gradient, instead of a chain of autograd nodes:
 //
-//   Psi_bm = F psi_bm                  (orthonormal 2-D FFT, one batched call)
+//   Psi_bm = F psi_bm                  (orthonormal 2-D FFT, batched)
 //   I_b    = sum_m |Psi_bm|^2          (incoherent modes)
 //   L      = sum_b sum_valid l(I_b, I_measured_b)
-//   dL/dpsi_bm = F^H (2 dl/dI(I_b) Psi_bm)   (one batched inverse FFT)
+//   dL/dpsi_bm = F^H (2 dl/dI(I_b) Psi_bm)   (batched inverse FFT)
 //
 // The gradient is in PyTorch's convention for a real function of complex
 // inputs (dL/dRe + i dL/dIm, what autograd passes backward), so the result
@@ -31,12 +31,18 @@ torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tenso
                              const torch::Tensor& valid, const PixelLoss& loss);
 
 // The same for single-slice exit waves psi_bm = probe_m * patches_b, formed
-// inside the operator (no (B, M, h, w) product node, and the gradients of the
-// product are fused into the backward loops): probe (M, h, w) complex,
-// patches (B, h, w) complex of the same precision. Differentiable with
-// respect to probe and patches.
+// inside the operator (no (B, M, h, w) product node): probe (M, h, w)
+// complex, patches (B, h, w) complex of the same precision. Differentiable
+// with respect to probe and patches. Patterns go through in blocks of
+// fused_loss_block() that stay in cache from the exit waves to their
+// gradients, which are computed in the forward pass (the loss is a scalar at
+// the end of the graph) and only scaled by backward; one backward per forward.
 torch::Tensor probe_far_field_loss(const torch::Tensor& probe, const torch::Tensor& patches,
                                    const torch::Tensor& measured, const torch::Tensor& valid,
                                    const PixelLoss& loss);
+
+// Patterns per block of probe_far_field_loss: each block is one forward and
+// one inverse batched FFT (benchmarks time the same calls as the FFT floor).
+int64_t fused_loss_block(int64_t modes, int64_t h, int64_t w, torch::ScalarType complex_type);
 
 }  // namespace tessera

@@ -1,9 +1,11 @@
 #include "models/losses.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
 #include "src/error.h"
+#include "src/simd.h"
 
 namespace tessera {
 namespace {
@@ -64,27 +66,39 @@ struct PoissonPixel {
 };
 
 template <typename Pixel, typename T>
-double pixel_loss_kernel(const T* __restrict__ pred, const T* __restrict__ meas, const bool* __restrict__ valid,
-                         T* __restrict__ slope, int64_t n) {
-  // Eight partial sums: independent dependency chains (one running sum would
-  // make every pixel wait for the previous addition), added in a fixed order.
+TESSERA_SIMD_CLONES double pixel_loss_kernel(const T* __restrict__ pred, const T* __restrict__ meas,
+                                             const bool* __restrict__ valid, T* __restrict__ slope, int64_t n) {
+  // Plain element-wise loops over runs of kRun pixels, so that the compiler
+  // vectorises them: values into a buffer, masking as a select, then the run's
+  // sum in kLanes independent partial sums (one running sum would make every
+  // pixel wait for the previous addition). Runs add up in double, in a fixed
+  // order: the same value for any thread count.
+  constexpr int64_t kRun = 256;
   constexpr int kLanes = 8;
-  double lanes[kLanes] = {};
-  auto pixel = [&](int64_t k, double& sum) {
-    T s;
-    const T v = Pixel::value_and_slope(pred[k], meas[k], s);
-    // Masked pixels get slope and value exactly 0, even where l is not finite.
-    const bool used = valid == nullptr || valid[k];
-    slope[k] = used ? s : T(0);
-    sum += used ? v : T(0);
-  };
-  int64_t k = 0;
-  for (; k + kLanes <= n; k += kLanes)
-    for (int q = 0; q < kLanes; ++q) pixel(k + q, lanes[q]);
-  for (; k < n; ++k) pixel(k, lanes[0]);
-  double sum = 0;
-  for (double v : lanes) sum += v;
-  return sum;
+  T value[kRun];
+  double total = 0;
+  for (int64_t r = 0; r < n; r += kRun) {
+    const int64_t len = std::min(kRun, n - r);
+    const T* __restrict__ p = pred + r;
+    const T* __restrict__ m = meas + r;
+    T* __restrict__ s = slope + r;
+    for (int64_t k = 0; k < len; ++k) value[k] = Pixel::value_and_slope(p[k], m[k], s[k]);
+    if (valid) {
+      // Masked pixels get slope and value exactly 0, even where l is not finite.
+      const bool* __restrict__ v = valid + r;
+      for (int64_t k = 0; k < len; ++k) {
+        s[k] = v[k] ? s[k] : T(0);
+        value[k] = v[k] ? value[k] : T(0);
+      }
+    }
+    T lanes[kLanes] = {};
+    int64_t k = 0;
+    for (; k + kLanes <= len; k += kLanes)
+      for (int q = 0; q < kLanes; ++q) lanes[q] += value[k + q];
+    for (; k < len; ++k) lanes[0] += value[k];
+    for (T v : lanes) total += v;
+  }
+  return total;
 }
 
 template <typename Pixel>
