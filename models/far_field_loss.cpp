@@ -17,31 +17,43 @@ using torch::autograd::variable_list;
 
 // Measured intensities and mask in the layout the loops read.
 struct Measurement {
-  torch::Tensor measured;  // (B, h, w) contiguous
-  torch::Tensor valid;     // (h, w) or (B, h, w) contiguous bool, or undefined
-  int64_t valid_stride = 0;  // elements between the masks of consecutive patterns
+  torch::Tensor measured;  // (N, h, w) contiguous
+  torch::Tensor keep;      // (h, w) or (N, h, w) contiguous, 1 = pixel used, 0 = not; or undefined
+  int64_t keep_stride = 0;  // elements between the masks of consecutive frames
+  std::vector<int64_t> rows;  // pattern b is frame rows[b]; empty: frame b
+
+  int64_t frame(int64_t b) const { return rows.empty() ? b : rows[static_cast<size_t>(b)]; }
 };
 
 Measurement check_measurement(const char* op, const torch::Tensor& waves, int64_t B, const torch::Tensor& measured,
-                              const torch::Tensor& valid) {
+                              const torch::Tensor& valid, const torch::Tensor& rows) {
   const int64_t h = waves.size(-2), w = waves.size(-1);
   TESSERA_REQUIRE(Error, waves.device().is_cpu(), op, ": the fused loss runs on the CPU; got waves on ", waves.device());
-  TESSERA_REQUIRE(Error, measured.dim() == 3 && measured.size(0) == B && measured.size(1) == h && measured.size(2) == w,
-                  op, ": measured intensities have shape ", measured.sizes(), ", expected (", B, ", ", h, ", ", w, ")");
+  Measurement m;
+  if (rows.defined()) {
+    TESSERA_REQUIRE(Error, rows.dim() == 1 && rows.size(0) == B && rows.scalar_type() == torch::kInt64, op,
+                    ": pattern rows must be ", B, " int64 indices, got ", rows.sizes(), " ", rows.scalar_type());
+    const auto r = rows.cpu().contiguous();
+    m.rows.assign(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + B);
+  }
+  const int64_t N = rows.defined() ? measured.size(0) : B;
+  TESSERA_REQUIRE(Error, measured.dim() == 3 && measured.size(0) == N && measured.size(1) == h && measured.size(2) == w,
+                  op, ": measured intensities have shape ", measured.sizes(), ", expected (", N, ", ", h, ", ", w, ")");
+  for (int64_t r : m.rows)
+    TESSERA_REQUIRE(Error, r >= 0 && r < N, op, ": pattern row ", r, " is outside the ", N, " measured frames");
   const auto real_type = c10::toRealValueType(waves.scalar_type());
   TESSERA_REQUIRE(Error, measured.scalar_type() == real_type, op, ": measured intensities are ", measured.scalar_type(),
                   " but the waves are ", waves.scalar_type(), "; both must have the same precision");
-  Measurement m;
   m.measured = measured.contiguous();
   if (valid.defined()) {
     TESSERA_REQUIRE(Error, valid.scalar_type() == torch::kBool, op, ": the valid-pixel mask must be bool, got ",
                     valid.scalar_type());
-    const bool per_frame = valid.dim() == 3 && valid.size(0) == B && valid.size(1) == h && valid.size(2) == w;
+    const bool per_frame = valid.dim() == 3 && valid.size(0) == N && valid.size(1) == h && valid.size(2) == w;
     TESSERA_REQUIRE(Error, per_frame || (valid.dim() == 2 && valid.size(0) == h && valid.size(1) == w), op,
-                    ": the valid-pixel mask has shape ", valid.sizes(), ", expected (", h, ", ", w, ") or (", B, ", ",
+                    ": the valid-pixel mask has shape ", valid.sizes(), ", expected (", h, ", ", w, ") or (", N, ", ",
                     h, ", ", w, ")");
-    m.valid = valid.contiguous();
-    m.valid_stride = per_frame ? h * w : 0;
+    m.keep = valid.to(real_type).contiguous();
+    m.keep_stride = per_frame ? h * w : 0;
   }
   return m;
 }
@@ -65,7 +77,7 @@ PixelLossKernel<double> kernel_for<double>(const PixelLoss& loss) { return loss.
 // gradient (what the inverse FFT takes back to the exit waves). I and s are
 // n-element workspaces.
 template <typename T>
-TESSERA_SIMD_CLONES double pattern_loss(T* __restrict__ P, const T* __restrict__ measured, const bool* valid,
+TESSERA_SIMD_CLONES double pattern_loss(T* __restrict__ P, const T* __restrict__ measured, const T* keep,
                                         int64_t M, int64_t n, PixelLossKernel<T> kernel, T* __restrict__ I,
                                         T* __restrict__ s, bool residual) {
   for (int64_t k = 0; k < n; ++k) I[k] = P[2 * k] * P[2 * k] + P[2 * k + 1] * P[2 * k + 1];
@@ -73,7 +85,7 @@ TESSERA_SIMD_CLONES double pattern_loss(T* __restrict__ P, const T* __restrict__
     const T* __restrict__ Pm = P + m * n * 2;
     for (int64_t k = 0; k < n; ++k) I[k] += Pm[2 * k] * Pm[2 * k] + Pm[2 * k + 1] * Pm[2 * k + 1];
   }
-  const double value = kernel(I, measured, valid, s, n);
+  const double value = kernel(I, measured, keep, s, n);
   if (!residual) return value;
   for (int64_t m = 0; m < M; ++m) {
     T* __restrict__ Pm = P + m * n * 2;
@@ -91,11 +103,11 @@ template <typename T>
 void block_loss(T* Psi, const Measurement& meas, int64_t b0, int64_t len, int64_t M, int64_t n,
                 const PixelLoss& loss, bool residual, double* per_pattern, std::vector<T>& work) {
   const T* measured = meas.measured.data_ptr<T>();
-  const bool* valid = meas.valid.defined() ? meas.valid.data_ptr<bool>() : nullptr;
+  const T* keep = meas.keep.defined() ? meas.keep.data_ptr<T>() : nullptr;
   work.resize(static_cast<size_t>(2 * n));
   for (int64_t i = 0; i < len; ++i) {
-    const int64_t b = b0 + i;
-    per_pattern[b] = pattern_loss<T>(Psi + i * M * n * 2, measured + b * n, valid ? valid + b * meas.valid_stride : nullptr,
+    const int64_t b = b0 + i, f = meas.frame(b);
+    per_pattern[b] = pattern_loss<T>(Psi + i * M * n * 2, measured + f * n, keep ? keep + f * meas.keep_stride : nullptr,
                                      M, n, kernel_for<T>(loss), work.data(), work.data() + n, residual);
   }
 }
@@ -284,18 +296,19 @@ int64_t fused_loss_block(int64_t modes, int64_t h, int64_t w, torch::ScalarType 
 }
 
 torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tensor& measured,
-                             const torch::Tensor& valid, const PixelLoss& loss) {
+                             const torch::Tensor& valid, const PixelLoss& loss, const torch::Tensor& rows) {
   constexpr const char* op = "far_field_loss";
   TESSERA_REQUIRE(Error, loss.available(), op, ": this loss has no per-pixel form; use its autograd form");
   TESSERA_REQUIRE(Error, exit_waves.dim() == 4 && exit_waves.is_complex(), op,
                   ": exit waves must be a complex (patterns, modes, h, w) array, got ", exit_waves.sizes(), " ",
                   exit_waves.scalar_type());
-  const auto meas = check_measurement(op, exit_waves, exit_waves.size(0), measured, valid);
+  const auto meas = check_measurement(op, exit_waves, exit_waves.size(0), measured, valid, rows);
   return FarFieldLossFunction::apply(exit_waves, meas, loss)[0];
 }
 
 torch::Tensor probe_far_field_loss(const torch::Tensor& probe, const torch::Tensor& patches,
-                                   const torch::Tensor& measured, const torch::Tensor& valid, const PixelLoss& loss) {
+                                   const torch::Tensor& measured, const torch::Tensor& valid, const PixelLoss& loss,
+                                   const torch::Tensor& rows) {
   constexpr const char* op = "probe_far_field_loss";
   TESSERA_REQUIRE(Error, loss.available(), op, ": this loss has no per-pixel form; use its autograd form");
   TESSERA_REQUIRE(Error, probe.dim() == 3 && probe.is_complex(), op,
@@ -307,7 +320,7 @@ torch::Tensor probe_far_field_loss(const torch::Tensor& probe, const torch::Tens
                              patches.scalar_type() == probe.scalar_type() && patches.device() == probe.device(),
                   op, ": object patches ", patches.sizes(), " ", patches.scalar_type(), " on ", patches.device(),
                   " do not match the probe ", probe.sizes(), " ", probe.scalar_type(), " on ", probe.device());
-  const auto meas = check_measurement(op, patches, patches.size(0), measured, valid);
+  const auto meas = check_measurement(op, patches, patches.size(0), measured, valid, rows);
   return ProbeFarFieldLossFunction::apply(probe, patches, meas, loss)[0];
 }
 

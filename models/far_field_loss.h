@@ -26,9 +26,11 @@ namespace tessera {
 // exit_waves (B, M, h, w) complex; measured (B, h, w) real of the same
 // precision, FFT order; valid (h, w) or (B, h, w) bool, true = pixel used, or
 // undefined = every pixel. Returns the summed loss (0-dim real tensor),
-// differentiable with respect to exit_waves.
+// differentiable with respect to exit_waves. With `rows` (B int64), pattern b
+// is measured frame rows[b] of an (N, h, w) stack (and mask, if per frame):
+// a mini-batch reads its frames in place instead of copying them.
 torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tensor& measured,
-                             const torch::Tensor& valid, const PixelLoss& loss);
+                             const torch::Tensor& valid, const PixelLoss& loss, const torch::Tensor& rows = {});
 
 // The same for single-slice exit waves psi_bm = probe_m * patches_b, formed
 // inside the operator (no (B, M, h, w) product node): probe (M, h, w)
@@ -39,7 +41,7 @@ torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tenso
 // the end of the graph) and only scaled by backward; one backward per forward.
 torch::Tensor probe_far_field_loss(const torch::Tensor& probe, const torch::Tensor& patches,
                                    const torch::Tensor& measured, const torch::Tensor& valid,
-                                   const PixelLoss& loss);
+                                   const PixelLoss& loss, const torch::Tensor& rows = {});
 
 // Patterns per block of probe_far_field_loss: each block is one forward and
 // one inverse batched FFT (benchmarks time the same calls as the FFT floor).

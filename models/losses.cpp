@@ -67,7 +67,7 @@ struct PoissonPixel {
 
 template <typename Pixel, typename T>
 TESSERA_SIMD_CLONES double pixel_loss_kernel(const T* __restrict__ pred, const T* __restrict__ meas,
-                                             const bool* __restrict__ valid, T* __restrict__ slope, int64_t n) {
+                                             const T* __restrict__ keep, T* __restrict__ slope, int64_t n) {
   // Plain element-wise loops over runs of kRun pixels, so that the compiler
   // vectorises them: values into a buffer, masking as a select, then the run's
   // sum in kLanes independent partial sums (one running sum would make every
@@ -82,14 +82,20 @@ TESSERA_SIMD_CLONES double pixel_loss_kernel(const T* __restrict__ pred, const T
     const T* __restrict__ p = pred + r;
     const T* __restrict__ m = meas + r;
     T* __restrict__ s = slope + r;
-    for (int64_t k = 0; k < len; ++k) value[k] = Pixel::value_and_slope(p[k], m[k], s[k]);
-    if (valid) {
-      // Masked pixels get slope and value exactly 0, even where l is not finite.
-      const bool* __restrict__ v = valid + r;
+    if (keep) {
+      // Masked pixels get slope and value exactly 0, even where l is not
+      // finite: a select, not a product. (Vectorised as compare-and-mask;
+      // needs -fno-trapping-math, else the compiler keeps the division
+      // behind a per-pixel branch.)
+      const T* __restrict__ u = keep + r;
       for (int64_t k = 0; k < len; ++k) {
-        s[k] = v[k] ? s[k] : T(0);
-        value[k] = v[k] ? value[k] : T(0);
+        T sk;
+        const T vk = Pixel::value_and_slope(p[k], m[k], sk);
+        s[k] = u[k] != T(0) ? sk : T(0);
+        value[k] = u[k] != T(0) ? vk : T(0);
       }
+    } else {
+      for (int64_t k = 0; k < len; ++k) value[k] = Pixel::value_and_slope(p[k], m[k], s[k]);
     }
     T lanes[kLanes] = {};
     int64_t k = 0;

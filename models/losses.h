@@ -24,11 +24,11 @@ using LossFunction =
 // Per-pixel form of a loss, for the fused far-field path (far_field_loss.h),
 // which needs l and dl/dI without building an autograd graph. For n pixels of
 // one pattern: writes slope[k] = dl/dI at (predicted[k], measured[k]), 0 where
-// valid[k] is false (valid == nullptr: every pixel), and returns the sum of l
-// over the valid pixels.
+// keep[k] is 0 (keep[k] is 1 for a used pixel; keep == nullptr: every pixel),
+// and returns the sum of l over the used pixels. The mask is in the working
+// precision, not bool, so that masking is a vector compare-and-select.
 template <typename T>
-using PixelLossKernel = double (*)(const T* predicted, const T* measured, const bool* valid, T* slope,
-                                   int64_t n);
+using PixelLossKernel = double (*)(const T* predicted, const T* measured, const T* keep, T* slope, int64_t n);
 struct PixelLoss {
   PixelLossKernel<float> f32 = nullptr;
   PixelLossKernel<double> f64 = nullptr;

@@ -35,13 +35,16 @@ torch::Tensor PtychoModelImpl::forward(const torch::Tensor& positions) {
 }
 
 torch::Tensor PtychoModelImpl::data_loss(const torch::Tensor& positions, const torch::Tensor& measured,
-                                         const torch::Tensor& valid, const LossInfo& loss) {
-  if (!loss.pixelwise.available() || !object_real.device().is_cpu() || positions.size(0) == 0)
-    return loss.function(forward(positions), measured, valid);
-  if (object_real.size(0) > 1) return far_field_loss(exit_waves(positions), measured, valid, loss.pixelwise);
+                                         const torch::Tensor& valid, const LossInfo& loss, const torch::Tensor& rows) {
+  if (!loss.pixelwise.available() || !object_real.device().is_cpu() || positions.size(0) == 0) {
+    if (!rows.defined()) return loss.function(forward(positions), measured, valid);
+    const auto frame_valid = valid.defined() && valid.dim() == 3 ? valid.index_select(0, rows) : valid;
+    return loss.function(forward(positions), measured.index_select(0, rows), frame_valid);
+  }
+  if (object_real.size(0) > 1) return far_field_loss(exit_waves(positions), measured, valid, loss.pixelwise, rows);
   // (B, 1, h, w) -> (B, h, w) as a view: its backward is a reshape, where select's would zero-fill and copy.
   auto patches = ops::extract_patches(object(), positions, frame_h(), frame_w()).view({-1, frame_h(), frame_w()});
-  return probe_far_field_loss(probe(), patches, measured, valid, loss.pixelwise);
+  return probe_far_field_loss(probe(), patches, measured, valid, loss.pixelwise, rows);
 }
 
 }  // namespace tessera

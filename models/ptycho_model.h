@@ -32,9 +32,10 @@ class PtychoModelImpl : public torch::nn::Module {
   // undefined): loss.function(forward(positions), measured, valid), with the
   // same value and gradients, but computed by the fused far-field operator
   // (far_field_loss.h) when the loss has a per-pixel form and the model is on
-  // the CPU. Positions stay differentiable.
+  // the CPU. Positions stay differentiable. With `rows` (B int64), measured
+  // is the (N, h, w) stack of every frame and pattern b is frame rows[b].
   torch::Tensor data_loss(const torch::Tensor& positions, const torch::Tensor& measured, const torch::Tensor& valid,
-                          const LossInfo& loss);
+                          const LossInfo& loss, const torch::Tensor& rows = {});
 
   int64_t frame_h() const { return probe_real.size(1); }
   int64_t frame_w() const { return probe_real.size(2); }

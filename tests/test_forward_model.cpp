@@ -18,14 +18,15 @@ struct Problem {
   torch::Tensor object, probe, positions, measured, valid, transfer;
 };
 
-Problem make_problem(int64_t slices, int64_t modes, bool per_pattern_mask) {
+Problem make_problem(int64_t slices, int64_t modes, bool per_pattern_mask, int64_t B = 5, int64_t h = 8) {
   Problem p;
-  const int64_t h = 8, w = 8, B = 5;
-  p.object = torch::polar(1 + 0.2 * torch::rand({slices, 24, 24}, torch::kFloat64),
-                          0.5 * torch::randn({slices, 24, 24}, torch::kFloat64));
+  const int64_t w = h, side = 3 * h;
+  p.object = torch::polar(1 + 0.2 * torch::rand({slices, side, side}, torch::kFloat64),
+                          0.5 * torch::randn({slices, side, side}, torch::kFloat64));
   p.probe = torch::randn({modes, h, w}, torch::kComplexDouble);
   // Fractional parts away from 0 and 1: the bilinear kink is not under test.
-  p.positions = (torch::rand({B, 2}, torch::kFloat64) * 12).floor() + 1.2 + 0.6 * torch::rand({B, 2}, torch::kFloat64);
+  p.positions = (torch::rand({B, 2}, torch::kFloat64) * (side - h - 4)).floor() + 1.2 +
+                0.6 * torch::rand({B, 2}, torch::kFloat64);
   p.measured = torch::rand({B, h, w}, torch::kFloat64) * 4 + 0.1;
   p.valid = per_pattern_mask ? torch::rand({B, h, w}) > 0.25 : torch::rand({h, w}) > 0.25;
   if (slices > 1) p.transfer = fresnel_transfer_function(h, w, 1e-8, 1e-8, 1e-10, 2e-7, torch::kComplexDouble);
@@ -38,12 +39,16 @@ struct Gradients {
 };
 
 // One backward of scale * loss, as the engine does (scale = 1 / batch size).
-Gradients run(const Problem& p, const LossInfo& loss, bool fused, bool refine_probe = true) {
+// With `rows`, the fused loss reads pattern b from frame rows[b] of `stack`
+// (and of `stack_valid`).
+Gradients run(const Problem& p, const LossInfo& loss, bool fused, bool refine_probe = true,
+              const torch::Tensor& rows = {}, const torch::Tensor& stack = {}, const torch::Tensor& stack_valid = {}) {
   PtychoModel model(p.object, p.probe, p.transfer);
   model->probe_real.requires_grad_(refine_probe);
   auto positions = p.positions.clone().requires_grad_();
-  auto value = fused ? model->data_loss(positions, p.measured, p.valid, loss)
-                     : loss.function(model->forward(positions), p.measured, p.valid);
+  auto value = rows.defined() ? model->data_loss(positions, stack, stack_valid, loss, rows)
+               : fused        ? model->data_loss(positions, p.measured, p.valid, loss)
+                              : loss.function(model->forward(positions), p.measured, p.valid);
   (value * 0.37).backward();
   Gradients g;
   g.loss = value.item<double>();
@@ -90,6 +95,46 @@ TEST(FusedDataLoss, PerPatternMaskAndFixedProbe) {
     EXPECT_FALSE(fused.probe.defined()) << name;
     expect_same(fused, reference, name + " (per-pattern mask, probe fixed)");
   }
+}
+
+// 40 patterns of 32 x 32 with 2 modes go through the fused loss in 10
+// blocks: the per-block probe gradients and losses must add up exactly.
+TEST(FusedDataLoss, ManyBlocks) {
+  torch::manual_seed(16);
+  const auto p = make_problem(1, 2, false, 40, 32);
+  ASSERT_GE(40 / fused_loss_block(2, 32, 32, torch::kComplexDouble), 4) << "the test needs several blocks";
+  for (const auto& name : loss_names()) {
+    const auto& loss = loss_by_name(name);
+    expect_same(run(p, loss, true), run(p, loss, false), name + " (40 patterns in blocks)");
+  }
+}
+
+// Patterns read in place from a larger stack of frames (and of per-frame
+// masks) by row index: the same as handing over the copied batch.
+TEST(FusedDataLoss, FramesReadByRow) {
+  torch::manual_seed(17);
+  for (int64_t slices : {1, 2}) {
+    const auto p = make_problem(slices, 1, true);
+    const int64_t N = 9;
+    auto rows = torch::tensor(std::vector<int64_t>{7, 2, 5, 0, 3});
+    auto stack = torch::rand({N, 8, 8}, torch::kFloat64);
+    auto stack_valid = torch::rand({N, 8, 8}) > 0.5;
+    stack.index_copy_(0, rows, p.measured);
+    stack_valid.index_copy_(0, rows, p.valid);
+    for (const auto& name : loss_names()) {
+      const auto& loss = loss_by_name(name);
+      expect_same(run(p, loss, true, true, rows, stack, stack_valid), run(p, loss, false),
+                  name + " (frames by row, " + std::to_string(slices) + " slices)");
+    }
+    LossInfo plain = loss_by_name("intensity");
+    plain.pixelwise = {};
+    expect_same(run(p, plain, true, true, rows, stack, stack_valid), run(p, plain, false), "autograd path by row");
+  }
+  const auto p = make_problem(1, 1, false);
+  PtychoModel model(p.object, p.probe);
+  EXPECT_THROW(model->data_loss(p.positions, p.measured, p.valid, loss_by_name("amplitude"),
+                                torch::tensor(std::vector<int64_t>{0, 1, 2, 3, 5})),
+               Error);  // row 5 of 5 frames
 }
 
 TEST(FusedDataLoss, MultisliceExitWaves) {

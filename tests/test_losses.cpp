@@ -81,9 +81,9 @@ TEST(Losses, PixelFormMatchesTensorForm) {
     auto grad = torch::autograd::grad({reference}, {pred})[0];
     for (bool masked : {true, false}) {
       auto slope = torch::empty({n}, torch::kFloat64);
-      auto valid_bytes = valid.contiguous();
+      auto keep = valid.to(torch::kFloat64).contiguous();
       const double value = loss.pixelwise.f64(pred.detach().contiguous().data_ptr<double>(), meas.data_ptr<double>(),
-                                              masked ? valid_bytes.data_ptr<bool>() : nullptr,
+                                              masked ? keep.data_ptr<double>() : nullptr,
                                               slope.data_ptr<double>(), n);
       auto expected = masked ? reference : loss.function(pred, meas, {});
       auto expected_grad = masked ? grad : torch::autograd::grad({expected}, {pred})[0];

@@ -525,8 +525,7 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
       const size_t e = std::min(idx.size(), b + static_cast<size_t>(settings_.chunk_size));
       auto sel = torch::tensor(std::vector<int64_t>(idx.begin() + b, idx.begin() + e), torch::kInt64)
                      .to(wk.positions.device());
-      auto loss = wk.model->data_loss(wk.positions.index_select(0, sel), wk.frames.index_select(0, sel),
-                                      valid_fft_, *loss_);
+      auto loss = wk.model->data_loss(wk.positions.index_select(0, sel), wk.frames, valid_fft_, *loss_, sel);
       (loss * scale).backward();
       loss_sum += loss.item<double>();
     }

@@ -19,11 +19,30 @@
 #include <vector>
 
 #include "src/ops/ops_internal.h"
+#include "src/simd.h"
 
 namespace tessera::ops {
 namespace {
 
 using detail::Window;
+
+// One window of one slice: h rows of `row` reals from the object at src.
+template <typename T>
+TESSERA_SIMD_CLONES void extract_window(const T* __restrict__ src, T* __restrict__ dst, const Window<T>& win,
+                                        int64_t obj_row, int64_t row, int64_t C, int64_t h) {
+  if (win.fy == T(0) && win.fx == T(0)) {  // integer position: plain copy
+    for (int64_t i = 0; i < h; ++i) std::memcpy(dst + i * row, src + i * obj_row, sizeof(T) * row);
+    return;
+  }
+  const T w00 = (1 - win.fy) * (1 - win.fx), w01 = (1 - win.fy) * win.fx;
+  const T w10 = win.fy * (1 - win.fx), w11 = win.fy * win.fx;
+  for (int64_t i = 0; i < h; ++i) {
+    const T* __restrict__ r0 = src + i * obj_row;
+    const T* __restrict__ r1 = r0 + obj_row;
+    T* __restrict__ d = dst + i * row;
+    for (int64_t k = 0; k < row; ++k) d[k] = w00 * r0[k] + w01 * r0[k + C] + w10 * r1[k] + w11 * r1[k + C];
+  }
+}
 
 template <typename T>
 void extract_kernel(const T* __restrict__ obj, const Window<T>* windows, T* __restrict__ out,
@@ -33,24 +52,41 @@ void extract_kernel(const T* __restrict__ obj, const Window<T>* windows, T* __re
     for (int64_t bl = begin; bl < end; ++bl) {
       const int64_t b = bl / L, l = bl % L;
       const Window<T>& win = windows[b];
-      const T* src = obj + ((l * H + win.y0) * W + win.x0) * C;
-      T* dst = out + bl * h * row;
-      if (win.fy == T(0) && win.fx == T(0)) {  // integer position: plain copy
-        for (int64_t i = 0; i < h; ++i)
-          std::memcpy(dst + i * row, src + i * obj_row, sizeof(T) * row);
-        continue;
-      }
-      const T w00 = (1 - win.fy) * (1 - win.fx), w01 = (1 - win.fy) * win.fx;
-      const T w10 = win.fy * (1 - win.fx), w11 = win.fy * win.fx;
-      for (int64_t i = 0; i < h; ++i) {
-        const T* __restrict__ r0 = src + i * obj_row;
-        const T* __restrict__ r1 = r0 + obj_row;
-        T* __restrict__ d = dst + i * row;
-        for (int64_t k = 0; k < row; ++k)
-          d[k] = w00 * r0[k] + w01 * r0[k + C] + w10 * r1[k] + w11 * r1[k + C];
-      }
+      extract_window<T>(obj + ((l * H + win.y0) * W + win.x0) * C, out + bl * h * row, win, obj_row, row, C, h);
     }
   });
+}
+
+// Rows [lo, hi) of one slice's output (out points at its column x0) receive
+// window P: each row combines the two patch rows reaching it into v (padded by
+// C zeros on both sides), then out[k] += (1-fx) v[k] + fx v[k-C].
+template <typename T>
+TESSERA_SIMD_CLONES void add_window_rows(const T* __restrict__ P, T* __restrict__ out, T* __restrict__ v,
+                                         const Window<T>& win, int64_t lo, int64_t hi, int64_t obj_row, int64_t row,
+                                         int64_t C, int64_t h) {
+  const T cy0 = 1 - win.fy, cy1 = win.fy, cx0 = 1 - win.fx, cx1 = win.fx;
+  for (int64_t r = lo; r < hi; ++r) {
+    const int64_t i1 = r - win.y0;  // patch row reaching r with weight 1-fy
+    const int64_t i0 = i1 - 1;      // patch row reaching r with weight fy
+    if (i1 < h && i0 >= 0) {
+      const T* __restrict__ p1 = P + i1 * row;
+      const T* __restrict__ p0 = P + i0 * row;
+      for (int64_t k = 0; k < row; ++k) v[k] = cy0 * p1[k] + cy1 * p0[k];
+    } else if (i1 < h) {
+      const T* __restrict__ p1 = P + i1 * row;
+      for (int64_t k = 0; k < row; ++k) v[k] = cy0 * p1[k];
+    } else {
+      const T* __restrict__ p0 = P + i0 * row;
+      for (int64_t k = 0; k < row; ++k) v[k] = cy1 * p0[k];
+    }
+    T* __restrict__ o = out + r * obj_row;
+    if (cx1 == T(0)) {
+      for (int64_t k = 0; k < row; ++k) o[k] += v[k];
+    } else {
+      const T* __restrict__ vm = v - C;
+      for (int64_t k = 0; k < row + C; ++k) o[k] += cx0 * v[k] + cx1 * vm[k];
+    }
+  }
 }
 
 // Adjoint: out[l, r, c] = sum_b (S_b^T patches_b)[l, r, c]. Windows overlap, so
@@ -99,29 +135,7 @@ void overlap_add_kernel(const T* __restrict__ patches, const Window<T>* windows,
             const int64_t lo = std::max(r_begin, win.y0);
             const int64_t hi = std::min(r_end, win.y0 + h + (win.fy != T(0) ? 1 : 0));
             const T* P = patches + (b * L + l) * h * row;
-            const T cy0 = 1 - win.fy, cy1 = win.fy, cx0 = 1 - win.fx, cx1 = win.fx;
-            for (int64_t r = lo; r < hi; ++r) {
-              const int64_t i1 = r - win.y0;  // patch row reaching r with weight 1-fy
-              const int64_t i0 = i1 - 1;      // patch row reaching r with weight fy
-              if (i1 < h && i0 >= 0) {
-                const T* __restrict__ p1 = P + i1 * row;
-                const T* __restrict__ p0 = P + i0 * row;
-                for (int64_t k = 0; k < row; ++k) v[k] = cy0 * p1[k] + cy1 * p0[k];
-              } else if (i1 < h) {
-                const T* __restrict__ p1 = P + i1 * row;
-                for (int64_t k = 0; k < row; ++k) v[k] = cy0 * p1[k];
-              } else {
-                const T* __restrict__ p0 = P + i0 * row;
-                for (int64_t k = 0; k < row; ++k) v[k] = cy1 * p0[k];
-              }
-              T* __restrict__ o = out + ((l * H + r) * W + win.x0) * C;
-              if (cx1 == T(0)) {
-                for (int64_t k = 0; k < row; ++k) o[k] += v[k];
-              } else {
-                const T* __restrict__ vm = v - C;
-                for (int64_t k = 0; k < row + C; ++k) o[k] += cx0 * v[k] + cx1 * vm[k];
-              }
-            }
+            add_window_rows<T>(P, out + (l * H * W + win.x0) * C, v, win, lo, hi, W * C, row, C, h);
           }
           s += r_end - r_begin;
         }
