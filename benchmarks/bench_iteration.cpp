@@ -6,6 +6,7 @@
 // descheduled turns each parallel region into a wait for a time slice.
 //
 //   bench_iteration [frames_per_side=20] [frame=64] [iterations=10] [threads=0] [chunk=engine default]
+//   (OPTIMIZER and LOSS in the environment override the engine's defaults)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -46,6 +47,8 @@ int main(int argc, char** argv) {
   ReconstructionSettings s;
   s.quiet = true;
   if (argc > 5) s.chunk_size = std::max<int64_t>(1, std::atoll(argv[5]));
+  if (const char* o = std::getenv("OPTIMIZER")) s.optimizer = o;  // the default is the engine's (adam)
+  if (const char* l = std::getenv("LOSS")) s.loss = l;
   Reconstruction rec(ScanProblem::from_content(content), s);
   rec.iterate();  // warm-up
   if (std::getenv("TESSERA_PROFILE")) {  // Chrome trace of one iteration, for finding the hot ops

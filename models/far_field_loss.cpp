@@ -58,6 +58,20 @@ Measurement check_measurement(const char* op, const torch::Tensor& waves, int64_
   return m;
 }
 
+// Asks for the block's measured frames ahead of the loss pass, so that they
+// come from memory while the FFT runs: the frames of a shuffled mini-batch
+// are scattered over the whole stack, usually out of cache, and the loss pass
+// otherwise waits on them.
+template <typename T>
+void prefetch_frames(const Measurement& meas, int64_t b0, int64_t len, int64_t n) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const T* measured = meas.measured.data_ptr<T>();
+  for (int64_t b = b0; b < b0 + len; ++b) {
+    const T* frame = measured + meas.frame(b) * n;
+    for (int64_t k = 0; k < n; k += kLine) __builtin_prefetch(frame + k, 0, 2);
+  }
+}
+
 // Pattern order: the same sum for any thread count.
 double sum_in_order(const std::vector<double>& values) {
   double total = 0;
@@ -66,49 +80,24 @@ double sum_in_order(const std::vector<double>& values) {
 }
 
 template <typename T>
-PixelLossKernel<T> kernel_for(const PixelLoss& loss);
+FarFieldLossKernel<T> kernel_for(const PixelLoss& loss);
 template <>
-PixelLossKernel<float> kernel_for<float>(const PixelLoss& loss) { return loss.f32; }
+FarFieldLossKernel<float> kernel_for<float>(const PixelLoss& loss) { return loss.far_f32; }
 template <>
-PixelLossKernel<double> kernel_for<double>(const PixelLoss& loss) { return loss.f64; }
-
-// One pattern's loss from its far field P (M modes of n interleaved complex
-// values); with `residual`, P is overwritten by 2 dl/dI P, the far-field
-// gradient (what the inverse FFT takes back to the exit waves). I and s are
-// n-element workspaces.
-template <typename T>
-TESSERA_SIMD_CLONES double pattern_loss(T* __restrict__ P, const T* __restrict__ measured, const T* keep,
-                                        int64_t M, int64_t n, PixelLossKernel<T> kernel, T* __restrict__ I,
-                                        T* __restrict__ s, bool residual) {
-  for (int64_t k = 0; k < n; ++k) I[k] = P[2 * k] * P[2 * k] + P[2 * k + 1] * P[2 * k + 1];
-  for (int64_t m = 1; m < M; ++m) {
-    const T* __restrict__ Pm = P + m * n * 2;
-    for (int64_t k = 0; k < n; ++k) I[k] += Pm[2 * k] * Pm[2 * k] + Pm[2 * k + 1] * Pm[2 * k + 1];
-  }
-  const double value = kernel(I, measured, keep, s, n);
-  if (!residual) return value;
-  for (int64_t m = 0; m < M; ++m) {
-    T* __restrict__ Pm = P + m * n * 2;
-    for (int64_t k = 0; k < n; ++k) {
-      Pm[2 * k] *= 2 * s[k];
-      Pm[2 * k + 1] *= 2 * s[k];
-    }
-  }
-  return value;
-}
+FarFieldLossKernel<double> kernel_for<double>(const PixelLoss& loss) { return loss.far_f64; }
 
 // Patterns [b0, b0 + len) of far-field waves Psi (len, M, n): their losses
 // into per_pattern[b0 ..], Psi overwritten by the residual if asked.
 template <typename T>
 void block_loss(T* Psi, const Measurement& meas, int64_t b0, int64_t len, int64_t M, int64_t n,
-                const PixelLoss& loss, bool residual, double* per_pattern, std::vector<T>& work) {
+                const PixelLoss& loss, bool residual, double* per_pattern) {
   const T* measured = meas.measured.data_ptr<T>();
   const T* keep = meas.keep.defined() ? meas.keep.data_ptr<T>() : nullptr;
-  work.resize(static_cast<size_t>(2 * n));
+  const auto kernel = kernel_for<T>(loss);
   for (int64_t i = 0; i < len; ++i) {
     const int64_t b = b0 + i, f = meas.frame(b);
-    per_pattern[b] = pattern_loss<T>(Psi + i * M * n * 2, measured + f * n, keep ? keep + f * meas.keep_stride : nullptr,
-                                     M, n, kernel_for<T>(loss), work.data(), work.data() + n, residual);
+    per_pattern[b] = kernel(Psi + i * M * n * 2, M, measured + f * n, keep ? keep + f * meas.keep_stride : nullptr, n,
+                            residual);
   }
 }
 
@@ -119,8 +108,7 @@ double loss_and_residual(T* Psi, const Measurement& meas, int64_t B, int64_t M, 
                          bool residual) {
   std::vector<double> per_pattern(static_cast<size_t>(B), 0.0);
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> work;
-    block_loss<T>(Psi + begin * M * n * 2, meas, begin, end - begin, M, n, loss, residual, per_pattern.data(), work);
+    block_loss<T>(Psi + begin * M * n * 2, meas, begin, end - begin, M, n, loss, residual, per_pattern.data());
   });
   return sum_in_order(per_pattern);
 }
@@ -178,7 +166,8 @@ TESSERA_SIMD_CLONES void form_exit_waves(const T* __restrict__ probe, const T* _
 // The adjoints of psi = probe * patch for the exit-wave gradient g (len, M, n):
 //   grad_patches[i] = sum_m conj(probe[m]) g[i, m]
 //   grad_probe[m]  += sum_i conj(patches[i]) g[i, m]   (i in order: deterministic)
-// Either output may be null (not wanted).
+// Either output may be null (not wanted). Both wanted: one loop reads probe,
+// patch and gradient once for the two products.
 template <typename T>
 TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T* __restrict__ patches,
                                            const T* __restrict__ g, T* __restrict__ grad_probe,
@@ -188,8 +177,23 @@ TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T*
     T* __restrict__ gx = grad_patches ? grad_patches + i * n * 2 : nullptr;
     for (int64_t m = 0; m < M; ++m) {
       const T* __restrict__ gm = g + (i * M + m) * n * 2;
+      const T* __restrict__ p = probe + m * n * 2;
+      T* __restrict__ gp = grad_probe ? grad_probe + m * n * 2 : nullptr;
+      if (gx && gp) {
+        // The first mode sets grad_patches (its memory is uninitialised), later ones add.
+        const bool first = m == 0;
+        for (int64_t k = 0; k < n; ++k) {
+          const T pr = p[2 * k], pi = p[2 * k + 1], xr = x[2 * k], xi = x[2 * k + 1];
+          const T gr = gm[2 * k], gi = gm[2 * k + 1];
+          const T ar = pr * gr + pi * gi, ai = pr * gi - pi * gr;
+          gx[2 * k] = first ? ar : gx[2 * k] + ar;
+          gx[2 * k + 1] = first ? ai : gx[2 * k + 1] + ai;
+          gp[2 * k] += xr * gr + xi * gi;
+          gp[2 * k + 1] += xr * gi - xi * gr;
+        }
+        continue;
+      }
       if (gx) {
-        const T* __restrict__ p = probe + m * n * 2;
         if (m == 0)
           for (int64_t k = 0; k < n; ++k) {
             const T pr = p[2 * k], pi = p[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
@@ -203,14 +207,12 @@ TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T*
             gx[2 * k + 1] += pr * gi - pi * gr;
           }
       }
-      if (grad_probe) {
-        T* __restrict__ gp = grad_probe + m * n * 2;
+      if (gp)
         for (int64_t k = 0; k < n; ++k) {
           const T xr = x[2 * k], xi = x[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
           gp[2 * k] += xr * gr + xi * gi;
           gp[2 * k + 1] += xr * gi - xi * gr;
         }
-      }
     }
   }
 }
@@ -242,13 +244,13 @@ class ProbeFarFieldLossFunction : public torch::autograd::Function<ProbeFarField
       const T* patches_p = ptr(patches);
       at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
         auto psi = torch::empty({per_block, M, h, w}, probe.options());
-        std::vector<T> work;
         for (int64_t blk = begin; blk < end; ++blk) {
           const int64_t b0 = blk * per_block, len = std::min(per_block, B - b0);
           auto waves = psi.narrow(0, 0, len);
           form_exit_waves<T>(probe_p, patches_p + b0 * n * 2, ptr(waves), len, M, n);
+          prefetch_frames<T>(meas, b0, len, n);
           auto Psi = far_field(waves).contiguous();
-          block_loss<T>(ptr(Psi), meas, b0, len, M, n, loss, residual, per_pattern.data(), work);
+          block_loss<T>(ptr(Psi), meas, b0, len, M, n, loss, residual, per_pattern.data());
           if (!residual) continue;
           const auto g = far_field_adjoint(Psi).contiguous();
           product_gradients<T>(probe_p, patches_p + b0 * n * 2, ptr(g),

@@ -65,51 +65,85 @@ struct PoissonPixel {
   }
 };
 
+// Pixels per run: a run's intensities, slopes and values stay in L1 from
+// the load of the far field to its update.
+constexpr int64_t kRun = 256;
+
+// value[k] = l(p[k], m[k]) and s[k] = dl/dI for len <= kRun pixels; returns
+// their sum. Plain element-wise loops, so that they vectorise; the sum runs
+// in kLanes independent partial sums (one running sum would make every pixel
+// wait for the previous addition), added in a fixed order: the same value
+// for any thread count. Inlined into each SIMD clone of its callers.
+template <typename Pixel, typename T>
+__attribute__((always_inline)) inline double run_loss(const T* __restrict__ p, const T* __restrict__ m,
+                                                      const T* __restrict__ keep, T* __restrict__ s,
+                                                      T* __restrict__ value, int64_t len) {
+  constexpr int kLanes = 8;
+  if (keep) {
+    // Masked pixels get slope and value exactly 0, even where l is not
+    // finite: a select, not a product. (Vectorised as compare-and-mask;
+    // needs -fno-trapping-math, else the compiler keeps the division behind
+    // a per-pixel branch.)
+    for (int64_t k = 0; k < len; ++k) {
+      T sk;
+      const T vk = Pixel::value_and_slope(p[k], m[k], sk);
+      s[k] = keep[k] != T(0) ? sk : T(0);
+      value[k] = keep[k] != T(0) ? vk : T(0);
+    }
+  } else {
+    for (int64_t k = 0; k < len; ++k) value[k] = Pixel::value_and_slope(p[k], m[k], s[k]);
+  }
+  T lanes[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= len; k += kLanes)
+    for (int q = 0; q < kLanes; ++q) lanes[q] += value[k + q];
+  for (; k < len; ++k) lanes[0] += value[k];
+  double total = 0;
+  for (T v : lanes) total += v;
+  return total;
+}
+
 template <typename Pixel, typename T>
 TESSERA_SIMD_CLONES double pixel_loss_kernel(const T* __restrict__ pred, const T* __restrict__ meas,
                                              const T* __restrict__ keep, T* __restrict__ slope, int64_t n) {
-  // Plain element-wise loops over runs of kRun pixels, so that the compiler
-  // vectorises them: values into a buffer, masking as a select, then the run's
-  // sum in kLanes independent partial sums (one running sum would make every
-  // pixel wait for the previous addition). Runs add up in double, in a fixed
-  // order: the same value for any thread count.
-  constexpr int64_t kRun = 256;
-  constexpr int kLanes = 8;
   T value[kRun];
+  double total = 0;  // runs add up in double
+  for (int64_t r = 0; r < n; r += kRun)
+    total += run_loss<Pixel, T>(pred + r, meas + r, keep ? keep + r : nullptr, slope + r, value, std::min(kRun, n - r));
+  return total;
+}
+
+template <typename Pixel, typename T>
+TESSERA_SIMD_CLONES double far_field_loss_kernel(T* __restrict__ Psi, int64_t M, const T* __restrict__ meas,
+                                                 const T* __restrict__ keep, int64_t n, bool residual) {
+  T I[kRun], s[kRun], value[kRun];
   double total = 0;
   for (int64_t r = 0; r < n; r += kRun) {
     const int64_t len = std::min(kRun, n - r);
-    const T* __restrict__ p = pred + r;
-    const T* __restrict__ m = meas + r;
-    T* __restrict__ s = slope + r;
-    if (keep) {
-      // Masked pixels get slope and value exactly 0, even where l is not
-      // finite: a select, not a product. (Vectorised as compare-and-mask;
-      // needs -fno-trapping-math, else the compiler keeps the division
-      // behind a per-pixel branch.)
-      const T* __restrict__ u = keep + r;
-      for (int64_t k = 0; k < len; ++k) {
-        T sk;
-        const T vk = Pixel::value_and_slope(p[k], m[k], sk);
-        s[k] = u[k] != T(0) ? sk : T(0);
-        value[k] = u[k] != T(0) ? vk : T(0);
-      }
-    } else {
-      for (int64_t k = 0; k < len; ++k) value[k] = Pixel::value_and_slope(p[k], m[k], s[k]);
+    const T* __restrict__ P0 = Psi + 2 * r;
+    for (int64_t k = 0; k < len; ++k) I[k] = P0[2 * k] * P0[2 * k] + P0[2 * k + 1] * P0[2 * k + 1];
+    for (int64_t mode = 1; mode < M; ++mode) {
+      const T* __restrict__ Pm = Psi + 2 * (mode * n + r);
+      for (int64_t k = 0; k < len; ++k) I[k] += Pm[2 * k] * Pm[2 * k] + Pm[2 * k + 1] * Pm[2 * k + 1];
     }
-    T lanes[kLanes] = {};
-    int64_t k = 0;
-    for (; k + kLanes <= len; k += kLanes)
-      for (int q = 0; q < kLanes; ++q) lanes[q] += value[k + q];
-    for (; k < len; ++k) lanes[0] += value[k];
-    for (T v : lanes) total += v;
+    total += run_loss<Pixel, T>(I, meas + r, keep ? keep + r : nullptr, s, value, len);
+    if (!residual) continue;
+    for (int64_t mode = 0; mode < M; ++mode) {
+      T* __restrict__ Pm = Psi + 2 * (mode * n + r);
+      for (int64_t k = 0; k < len; ++k) {
+        const T f = 2 * s[k];
+        Pm[2 * k] *= f;
+        Pm[2 * k + 1] *= f;
+      }
+    }
   }
   return total;
 }
 
 template <typename Pixel>
 PixelLoss pixelwise() {
-  return {pixel_loss_kernel<Pixel, float>, pixel_loss_kernel<Pixel, double>};
+  return {pixel_loss_kernel<Pixel, float>, pixel_loss_kernel<Pixel, double>, far_field_loss_kernel<Pixel, float>,
+          far_field_loss_kernel<Pixel, double>};
 }
 
 std::map<std::string, LossInfo>& registry() {

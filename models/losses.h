@@ -29,10 +29,18 @@ using LossFunction =
 // precision, not bool, so that masking is a vector compare-and-select.
 template <typename T>
 using PixelLossKernel = double (*)(const T* predicted, const T* measured, const T* keep, T* slope, int64_t n);
+// The same from the far field of one pattern: Psi holds M modes of n complex
+// values (interleaved re, im); the predicted intensity is sum_m |Psi_m|^2.
+// Returns the loss; with `residual`, overwrites Psi by 2 dl/dI Psi, the
+// gradient the inverse FFT takes back to the exit waves.
+template <typename T>
+using FarFieldLossKernel = double (*)(T* Psi, int64_t M, const T* measured, const T* keep, int64_t n, bool residual);
 struct PixelLoss {
   PixelLossKernel<float> f32 = nullptr;
   PixelLossKernel<double> f64 = nullptr;
-  bool available() const { return f32 != nullptr && f64 != nullptr; }
+  FarFieldLossKernel<float> far_f32 = nullptr;
+  FarFieldLossKernel<double> far_f64 = nullptr;
+  bool available() const { return f32 && f64 && far_f32 && far_f64; }
 };
 
 struct LossInfo {

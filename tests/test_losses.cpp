@@ -102,6 +102,37 @@ TEST(Losses, PixelFormMatchesTensorForm) {
   }
 }
 
+// The far-field form: intensities summed over modes, the loss, and the
+// residual 2 dl/dI Psi, against the tensor form and autograd.
+TEST(Losses, FarFieldFormMatchesTensorForm) {
+  torch::manual_seed(6);
+  const int64_t M = 2, n = 3 * 300;  // several runs of pixels, the last one partial
+  auto meas = positive({n});
+  auto valid = torch::rand({n}) > 0.3;
+  auto keep = valid.to(torch::kFloat64).contiguous();
+  for (const auto& name : loss_names()) {
+    const auto& loss = loss_by_name(name);
+    auto psi = torch::randn({M, n}, torch::kComplexDouble);
+    auto intensity = torch::view_as_real(psi).pow(2).sum({-1, 0}).requires_grad_();
+    for (bool masked : {true, false}) {
+      auto reference = loss.function(intensity, meas, masked ? valid : torch::Tensor());
+      auto slope = torch::autograd::grad({reference}, {intensity})[0];
+      auto residual = psi.clone();
+      const double value = loss.pixelwise.far_f64(reinterpret_cast<double*>(residual.data_ptr()), M,
+                                                  meas.data_ptr<double>(), masked ? keep.data_ptr<double>() : nullptr,
+                                                  n, true);
+      EXPECT_NEAR(value, reference.item<double>(), 1e-12 * std::abs(reference.item<double>())) << name;
+      auto expected = psi * (2 * slope).unsqueeze(0);
+      EXPECT_LE((residual - expected).abs().max().item<double>(), 1e-12 * expected.abs().max().item<double>())
+          << name << (masked ? " (masked)" : "");
+      auto untouched = psi.clone();
+      loss.pixelwise.far_f64(reinterpret_cast<double*>(untouched.data_ptr()), M, meas.data_ptr<double>(), nullptr, n,
+                             false);
+      EXPECT_TRUE(torch::equal(untouched, psi)) << name << ": without residual the far field is left as it is";
+    }
+  }
+}
+
 TEST(ForwardModel, ParsevalAndModes) {
   torch::manual_seed(3);
   auto object = torch::polar(torch::ones({1, 24, 24}, torch::kFloat64), torch::randn({1, 24, 24}, torch::kFloat64));

@@ -122,6 +122,8 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   TESSERA_REQUIRE(DataError, problem_.valid_mask.sizes() == torch::IntArrayRef({h, w}),
                   problem_.source, ": mask shape ", problem_.valid_mask.sizes(), " does not match frames ", h, " x ", w);
   valid_fft_ = to_fft_order(problem_.valid_mask.to(torch::kBool)).to(device);
+  // Without excluded pixels the loss needs no mask (its loops skip the select).
+  if (!valid_fft_.all().item<bool>()) loss_mask_ = valid_fft_;
 
   positions_ = scan.positions_px.to(real_dtype_).to(device).clone();
   measured_positions_ = positions_.clone();
@@ -525,7 +527,7 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
       const size_t e = std::min(idx.size(), b + static_cast<size_t>(settings_.chunk_size));
       auto sel = torch::tensor(std::vector<int64_t>(idx.begin() + b, idx.begin() + e), torch::kInt64)
                      .to(wk.positions.device());
-      auto loss = wk.model->data_loss(wk.positions.index_select(0, sel), wk.frames, valid_fft_, *loss_, sel);
+      auto loss = wk.model->data_loss(wk.positions.index_select(0, sel), wk.frames, loss_mask_, *loss_, sel);
       (loss * scale).backward();
       loss_sum += loss.item<double>();
     }

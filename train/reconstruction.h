@@ -112,6 +112,7 @@ class Reconstruction {
   std::vector<std::unique_ptr<TileWorker>> workers_;
   std::unique_ptr<comm::HaloExchange> exchange_;
   torch::Tensor valid_fft_;  // (h, w) bool in FFT order
+  torch::Tensor loss_mask_;  // valid_fft_ if some pixel is excluded, else undefined
   torch::Dtype real_dtype_ = torch::kFloat32;
   int iteration_ = 0;
   int64_t batch_size_ = 0;
