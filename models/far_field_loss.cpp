@@ -7,6 +7,7 @@
 
 #include "models/propagation.h"
 #include "src/error.h"
+#include "src/ops/patches.h"
 #include "src/simd.h"
 
 namespace tessera {
@@ -219,43 +220,47 @@ TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T*
 
 // The loss is the end of the graph (a scalar the caller backpropagates), so
 // the gradients are computed in the forward pass, block by block: a block's
-// exit waves, far field, residual and exit-wave gradient never leave the
-// cache between the two FFTs, and nothing of size (B, M, h, w) is kept for
-// backward, only the gradients themselves. Backward scales them.
-class ProbeFarFieldLossFunction : public torch::autograd::Function<ProbeFarFieldLossFunction> {
+// object windows, exit waves, far field, residual and exit-wave gradient
+// never leave the cache, and nothing of size (B, M, h, w) is kept for
+// backward, only the window gradients. Backward overlap-adds them into the
+// object (and takes the positions gradient from them), and scales.
+class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFieldLossFunction> {
  public:
-  static variable_list forward(AutogradContext* ctx, const torch::Tensor& probe_in, const torch::Tensor& patches_in,
-                               const Measurement& meas, const PixelLoss& loss) {
-    const int64_t B = patches_in.size(0), M = probe_in.size(0), h = probe_in.size(1), w = probe_in.size(2);
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& object_in, const torch::Tensor& positions,
+                               const torch::Tensor& probe_in, const Measurement& meas, const PixelLoss& loss) {
+    const int64_t B = positions.size(0), M = probe_in.size(0), h = probe_in.size(1), w = probe_in.size(2);
     const int64_t n = h * w;
-    const auto probe = probe_in.contiguous(), patches = patches_in.contiguous();
-    const bool want_probe = probe_in.requires_grad(), want_patches = patches_in.requires_grad();
-    const bool residual = want_probe || want_patches;
+    const auto probe = probe_in.contiguous();
+    const ops::CpuPatchExtractor windows(object_in, positions, h, w);  // validates every window
+    const bool want_probe = probe_in.requires_grad();
+    const bool want_windows = object_in.requires_grad() || positions.requires_grad();
+    const bool residual = want_probe || want_windows;
     const int64_t per_block = fused_loss_block(M, h, w, probe.scalar_type());
     const int64_t blocks = (B + per_block - 1) / per_block;
-    torch::Tensor grad_patches, probe_partials;
-    if (want_patches) grad_patches = torch::empty_like(patches);
+    torch::Tensor grad_windows, probe_partials;
+    if (want_windows) grad_windows = torch::empty({B, h, w}, probe.options());
     if (want_probe) probe_partials = torch::zeros({std::max<int64_t>(blocks, 1), M, h, w}, probe.options());
     std::vector<double> per_pattern(static_cast<size_t>(B), 0.0);
-    AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(probe.scalar_type()), "probe_far_field_loss", [&] {
+    AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(probe.scalar_type()), "object_far_field_loss", [&] {
       using T = scalar_t;
       auto ptr = [](const torch::Tensor& t) { return t.defined() ? reinterpret_cast<T*>(t.data_ptr()) : nullptr; };
       const T* probe_p = ptr(probe);
-      const T* patches_p = ptr(patches);
       at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+        auto patches = torch::empty({per_block, h, w}, probe.options());
         auto psi = torch::empty({per_block, M, h, w}, probe.options());
         for (int64_t blk = begin; blk < end; ++blk) {
           const int64_t b0 = blk * per_block, len = std::min(per_block, B - b0);
+          windows.extract(b0, b0 + len, patches.data_ptr());
           auto waves = psi.narrow(0, 0, len);
-          form_exit_waves<T>(probe_p, patches_p + b0 * n * 2, ptr(waves), len, M, n);
+          form_exit_waves<T>(probe_p, ptr(patches), ptr(waves), len, M, n);
           prefetch_frames<T>(meas, b0, len, n);
           auto Psi = far_field(waves).contiguous();
           block_loss<T>(ptr(Psi), meas, b0, len, M, n, loss, residual, per_pattern.data());
           if (!residual) continue;
           const auto g = far_field_adjoint(Psi).contiguous();
-          product_gradients<T>(probe_p, patches_p + b0 * n * 2, ptr(g),
+          product_gradients<T>(probe_p, ptr(patches), ptr(g),
                                want_probe ? ptr(probe_partials) + blk * M * n * 2 : nullptr,
-                               want_patches ? ptr(grad_patches) + b0 * n * 2 : nullptr, len, M, n);
+                               want_windows ? ptr(grad_windows) + b0 * n * 2 : nullptr, len, M, n);
         }
       });
     });
@@ -265,7 +270,13 @@ class ProbeFarFieldLossFunction : public torch::autograd::Function<ProbeFarField
       for (int64_t blk = 1; blk < blocks; ++blk) grad_probe.add_(probe_partials[blk]);
       ctx->saved_data["grad_probe"] = grad_probe;
     }
-    if (want_patches) ctx->saved_data["grad_patches"] = grad_patches;
+    if (want_windows) {
+      ctx->saved_data["grad_windows"] = grad_windows.unsqueeze(1);  // (B, 1, h, w), as extract_patches
+      ctx->saved_data["H"] = object_in.size(1);
+      ctx->saved_data["W"] = object_in.size(2);
+    }
+    // The object is only needed for the positions gradient: do not pin it otherwise.
+    ctx->save_for_backward({positions, positions.requires_grad() ? object_in : torch::Tensor()});
     return {torch::tensor(sum_in_order(per_pattern), meas.measured.options())};
   }
 
@@ -274,16 +285,29 @@ class ProbeFarFieldLossFunction : public torch::autograd::Function<ProbeFarField
     auto take = [&](const char* key) {
       auto it = ctx->saved_data.find(key);
       if (it == ctx->saved_data.end()) return torch::Tensor();
-      TESSERA_REQUIRE(Error, it->second.isTensor(), "probe_far_field_loss: its gradients were already used by an "
+      TESSERA_REQUIRE(Error, it->second.isTensor(), "object_far_field_loss: its gradients were already used by an "
                       "earlier backward; the fused loss supports one backward per forward");
-      auto grad = it->second.toTensor();
+      auto t = it->second.toTensor();
       it->second = c10::IValue();  // released: the caller owns the gradient now
-      if (scale != 1) grad.mul_(scale);
-      return grad;
+      return t;
     };
+    const auto saved = ctx->get_saved_variables();
+    const auto& positions = saved[0];
+    const auto grad_windows = take("grad_windows");
+    torch::Tensor grad_object, grad_positions;
+    // Scaled after the overlap-add: the object is smaller than its B windows.
+    if (ctx->needs_input_grad(0)) {
+      grad_object = ops::overlap_add(grad_windows, positions, ctx->saved_data["H"].toInt(),
+                                     ctx->saved_data["W"].toInt());
+      if (scale != 1) grad_object.mul_(scale);
+    }
+    if (ctx->needs_input_grad(1)) {
+      grad_positions = ops::patches_position_grad(grad_windows, saved[1], positions);
+      if (scale != 1) grad_positions.mul_(scale);
+    }
     auto grad_probe = take("grad_probe");
-    auto grad_patches = take("grad_patches");
-    return {grad_probe, grad_patches, torch::Tensor(), torch::Tensor()};
+    if (grad_probe.defined() && scale != 1) grad_probe.mul_(scale);
+    return {grad_object, grad_positions, grad_probe, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -308,22 +332,23 @@ torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tenso
   return FarFieldLossFunction::apply(exit_waves, meas, loss)[0];
 }
 
-torch::Tensor probe_far_field_loss(const torch::Tensor& probe, const torch::Tensor& patches,
-                                   const torch::Tensor& measured, const torch::Tensor& valid, const PixelLoss& loss,
-                                   const torch::Tensor& rows) {
-  constexpr const char* op = "probe_far_field_loss";
+torch::Tensor object_far_field_loss(const torch::Tensor& object, const torch::Tensor& positions,
+                                    const torch::Tensor& probe, const torch::Tensor& measured,
+                                    const torch::Tensor& valid, const PixelLoss& loss, const torch::Tensor& rows) {
+  constexpr const char* op = "object_far_field_loss";
   TESSERA_REQUIRE(Error, loss.available(), op, ": this loss has no per-pixel form; use its autograd form");
   TESSERA_REQUIRE(Error, probe.dim() == 3 && probe.is_complex(), op,
                   ": the probe must be a complex (modes, h, w) array, got ", probe.sizes(), " ", probe.scalar_type());
-  TESSERA_REQUIRE(Error, patches.dim() == 3 && patches.is_complex(), op,
-                  ": the object patches must be a complex (patterns, h, w) array, got ", patches.sizes(), " ",
-                  patches.scalar_type());
-  TESSERA_REQUIRE(Error, patches.size(1) == probe.size(1) && patches.size(2) == probe.size(2) &&
-                             patches.scalar_type() == probe.scalar_type() && patches.device() == probe.device(),
-                  op, ": object patches ", patches.sizes(), " ", patches.scalar_type(), " on ", patches.device(),
-                  " do not match the probe ", probe.sizes(), " ", probe.scalar_type(), " on ", probe.device());
-  const auto meas = check_measurement(op, patches, patches.size(0), measured, valid, rows);
-  return ProbeFarFieldLossFunction::apply(probe, patches, meas, loss)[0];
+  TESSERA_REQUIRE(Error, object.dim() == 3 && object.size(0) == 1 && object.is_complex(), op,
+                  ": the object must be a complex single-slice (1, H, W) array, got ", object.sizes(), " ",
+                  object.scalar_type());
+  TESSERA_REQUIRE(Error, object.scalar_type() == probe.scalar_type() && object.device() == probe.device(), op,
+                  ": the object (", object.scalar_type(), " on ", object.device(), ") does not match the probe (",
+                  probe.scalar_type(), " on ", probe.device(), ")");
+  TESSERA_REQUIRE(Error, positions.dim() == 2 && positions.size(1) == 2, op,
+                  ": positions must be a (patterns, 2) array, got ", positions.sizes());
+  const auto meas = check_measurement(op, probe, positions.size(0), measured, valid, rows);
+  return ObjectFarFieldLossFunction::apply(object, positions, probe, meas, loss)[0];
 }
 
 }  // namespace tessera

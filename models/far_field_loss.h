@@ -32,18 +32,21 @@ namespace tessera {
 torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tensor& measured,
                              const torch::Tensor& valid, const PixelLoss& loss, const torch::Tensor& rows = {});
 
-// The same for single-slice exit waves psi_bm = probe_m * patches_b, formed
-// inside the operator (no (B, M, h, w) product node): probe (M, h, w)
-// complex, patches (B, h, w) complex of the same precision. Differentiable
-// with respect to probe and patches. Patterns go through in blocks of
-// fused_loss_block() that stay in cache from the exit waves to their
-// gradients, which are computed in the forward pass (the loss is a scalar at
-// the end of the graph) and only scaled by backward; one backward per forward.
-torch::Tensor probe_far_field_loss(const torch::Tensor& probe, const torch::Tensor& patches,
-                                   const torch::Tensor& measured, const torch::Tensor& valid,
-                                   const PixelLoss& loss, const torch::Tensor& rows = {});
+// The same for a single-slice object: exit waves psi_bm = probe_m * S_b
+// object, the windows S_b (ops::extract_patches) extracted and the products
+// formed inside the operator, block by block of fused_loss_block() patterns
+// that stay in cache from the object windows to their gradients. Those are
+// computed in the forward pass (the loss is a scalar at the end of the graph);
+// backward overlap-adds them into the object and scales. One backward per
+// forward. object (1, H, W) complex, positions (B, 2) real (as
+// extract_patches), probe (M, h, w) complex of the same precision.
+// Differentiable with respect to object, positions and probe.
+torch::Tensor object_far_field_loss(const torch::Tensor& object, const torch::Tensor& positions,
+                                    const torch::Tensor& probe, const torch::Tensor& measured,
+                                    const torch::Tensor& valid, const PixelLoss& loss,
+                                    const torch::Tensor& rows = {});
 
-// Patterns per block of probe_far_field_loss: each block is one forward and
+// Patterns per block of object_far_field_loss: each block is one forward and
 // one inverse batched FFT (benchmarks time the same calls as the FFT floor).
 int64_t fused_loss_block(int64_t modes, int64_t h, int64_t w, torch::ScalarType complex_type);
 

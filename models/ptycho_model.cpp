@@ -42,9 +42,7 @@ torch::Tensor PtychoModelImpl::data_loss(const torch::Tensor& positions, const t
     return loss.function(forward(positions), measured.index_select(0, rows), frame_valid);
   }
   if (object_real.size(0) > 1) return far_field_loss(exit_waves(positions), measured, valid, loss.pixelwise, rows);
-  // (B, 1, h, w) -> (B, h, w) as a view: its backward is a reshape, where select's would zero-fill and copy.
-  auto patches = ops::extract_patches(object(), positions, frame_h(), frame_w()).view({-1, frame_h(), frame_w()});
-  return probe_far_field_loss(probe(), patches, measured, valid, loss.pixelwise, rows);
+  return object_far_field_loss(object(), positions, probe(), measured, valid, loss.pixelwise, rows);
 }
 
 }  // namespace tessera

@@ -182,7 +182,15 @@ TEST(FusedDataLoss, BadShapesNameTheProblem) {
   EXPECT_THROW(far_field_loss(psi, torch::rand({3, 8, 8}, torch::kFloat32), {}, loss), Error);
   EXPECT_THROW(far_field_loss(psi, torch::rand({3, 8, 8}, torch::kFloat64), torch::ones({4, 4}, torch::kBool), loss),
                Error);
-  EXPECT_THROW(probe_far_field_loss(torch::randn({1, 8, 8}, torch::kComplexDouble),
-                                    torch::randn({3, 6, 6}, torch::kComplexDouble), torch::rand({3, 8, 8}), {}, loss),
-               Error);
+  const auto object = torch::randn({1, 24, 24}, torch::kComplexDouble);
+  const auto positions = torch::full({3, 2}, 2.5, torch::kFloat64);
+  const auto probe = torch::randn({1, 8, 8}, torch::kComplexDouble);
+  const auto measured = torch::rand({3, 8, 8}, torch::kFloat64);
+  EXPECT_NO_THROW(object_far_field_loss(object, positions, probe, measured, {}, loss));
+  EXPECT_THROW(object_far_field_loss(object, positions, probe.to(torch::kComplexFloat), measured, {}, loss), Error);
+  EXPECT_THROW(object_far_field_loss(torch::randn({2, 24, 24}, torch::kComplexDouble), positions, probe, measured, {},
+                                     loss),
+               Error);  // two slices: far_field_loss on the exit waves instead
+  EXPECT_THROW(object_far_field_loss(object, torch::full({3, 2}, 20.0, torch::kFloat64), probe, measured, {}, loss),
+               DataError);  // windows outside the object
 }

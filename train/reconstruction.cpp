@@ -33,13 +33,14 @@ struct Reconstruction::TileWorker {
 
 namespace {
 
-void zero_or_create_grad(torch::Tensor& p) {
-  if (p.grad().defined()) {
-    p.grad().detach_();
-    p.grad().zero_();
-  } else {
-    p.mutable_grad() = torch::zeros_like(p);
-  }
+// Gradients start each step undefined, so that the first backward of the
+// step hands its gradient tensor over (autograd's AccumulateGrad steals it)
+// instead of a zero-fill and an add pass over the whole array; ensure_grad
+// then makes them defined wherever the step must read them.
+void clear_grad(torch::Tensor& p) { p.mutable_grad() = torch::Tensor(); }
+
+void ensure_grad(torch::Tensor& p) {
+  if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
 }
 
 std::string serialise(const torch::optim::Optimizer& opt) {
@@ -516,9 +517,9 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   for (auto& wk : workers_) {
     wk->model->probe_real.requires_grad_(refine_probe);
     wk->positions.requires_grad_(refine_positions);
-    zero_or_create_grad(wk->model->object_real);
-    if (refine_probe) zero_or_create_grad(wk->model->probe_real);
-    if (refine_positions) zero_or_create_grad(wk->positions);
+    clear_grad(wk->model->object_real);
+    clear_grad(wk->model->probe_real);
+    clear_grad(wk->positions);
   }
   double loss_sum = 0;
   const double scale = 1.0 / static_cast<double>(global_batch_size);
@@ -549,7 +550,10 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
     }
   }
   std::map<int, torch::Tensor> grads;
-  for (auto& wk : workers_) grads[wk->tile.index] = wk->model->object_real.grad();
+  for (auto& wk : workers_) {
+    ensure_grad(wk->model->object_real);
+    grads[wk->tile.index] = wk->model->object_real.grad();
+  }
   exchange_->start_reduction(grads);
   for (size_t w = 0; w < workers_.size(); ++w) run(*workers_[w], interior[w]);
   // The probe is shared by every pattern: its gradient is the sum over tiles,
@@ -560,7 +564,10 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   torch::Tensor probe_total;
   if (refine_probe) {
     probe_total = torch::zeros_like(workers_.front()->model->probe_real);
-    for (auto& wk : workers_) probe_total += wk->model->probe_real.grad();
+    for (auto& wk : workers_) {
+      ensure_grad(wk->model->probe_real);
+      probe_total += wk->model->probe_real.grad();
+    }
   }
   // Each position's gradient comes from its own pattern, on the one tile that
   // owns it; the batch's rows, summed over ranks, give every rank all of them.
@@ -570,6 +577,7 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
     std::map<int64_t, int64_t> slot;
     for (size_t i = 0; i < batch.size(); ++i) slot[batch[i]] = static_cast<int64_t>(i);
     for (auto& wk : workers_) {
+      ensure_grad(wk->positions);
       std::vector<int64_t> rows, slots;
       for (size_t i = 0; i < wk->tile.positions.size(); ++i) {
         auto it = slot.find(wk->tile.positions[i]);

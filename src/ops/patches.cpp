@@ -25,6 +25,11 @@ torch::Tensor overlap_add(const torch::Tensor& patches, const torch::Tensor& pos
   return op.call(patches, positions, H, W);
 }
 
+torch::Tensor patches_position_grad(const torch::Tensor& grad, const torch::Tensor& object,
+                                    const torch::Tensor& positions) {
+  return detail::patches_position_grad(grad, object, positions);
+}
+
 namespace detail {
 
 torch::Tensor patches_position_grad(const torch::Tensor& grad, const torch::Tensor& object,

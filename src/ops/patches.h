@@ -36,4 +36,24 @@ torch::Tensor extract_patches(const torch::Tensor& object, const torch::Tensor& 
 torch::Tensor overlap_add(const torch::Tensor& patches, const torch::Tensor& positions,
                           int64_t H, int64_t W);
 
+// The positions gradient of extract_patches for grad = dL/d(patches) (B, L, h, w):
+// (B, 2), Re(conj(grad) d(patches)/d(y, x)) summed over each window.
+torch::Tensor patches_position_grad(const torch::Tensor& grad, const torch::Tensor& object,
+                                    const torch::Tensor& positions);
+
+// For fused CPU operators that hold a few windows at a time in cache instead
+// of materialising all B patches: validated like extract_patches (CPU
+// tensors only); extract(begin, end, out) writes windows [begin, end) of
+// every slice to out, (end - begin, L, h, w) contiguous in the object's
+// dtype, exactly as extract_patches would. Not differentiable; thread-safe.
+class CpuPatchExtractor {
+ public:
+  CpuPatchExtractor(const torch::Tensor& object, const torch::Tensor& positions, int64_t h, int64_t w);
+  void extract(int64_t begin, int64_t end, void* out) const;
+
+ private:
+  struct State;
+  std::shared_ptr<const State> state_;
+};
+
 }  // namespace tessera::ops

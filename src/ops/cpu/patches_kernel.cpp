@@ -16,9 +16,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "src/ops/ops_internal.h"
+#include "src/ops/patches.h"
 #include "src/simd.h"
 
 namespace tessera::ops {
@@ -213,6 +215,52 @@ at::Tensor extract_patches_cpu(const at::Tensor& object, const at::Tensor& posit
   });
   return out;
 }
+
+}  // namespace
+
+struct CpuPatchExtractor::State {
+  at::Tensor object;  // contiguous
+  int64_t L, H, W, C, h, w;
+  std::vector<Window<float>> windows_f;
+  std::vector<Window<double>> windows_d;
+};
+
+CpuPatchExtractor::CpuPatchExtractor(const torch::Tensor& object, const torch::Tensor& positions, int64_t h,
+                                     int64_t w) {
+  constexpr const char* op = "tessera::extract_patches";
+  detail::check_patches_args(op, object, "object", 3, positions, h, w);
+  TESSERA_REQUIRE(Error, object.device().is_cpu() && positions.device().is_cpu(), op, ": expected CPU tensors");
+  auto st = std::make_shared<State>();
+  st->object = object.contiguous();
+  st->L = object.size(0), st->H = object.size(1), st->W = object.size(2);
+  st->C = detail::channels(object), st->h = h, st->w = w;
+  const auto pos = positions.contiguous();
+  if (pos.scalar_type() == at::kFloat)
+    st->windows_f = detail::compute_windows<float>(op, pos, st->H, st->W, h, w);
+  else
+    st->windows_d = detail::compute_windows<double>(op, pos, st->H, st->W, h, w);
+  state_ = std::move(st);
+}
+
+void CpuPatchExtractor::extract(int64_t begin, int64_t end, void* out) const {
+  const State& st = *state_;
+  const int64_t row = st.w * st.C, obj_row = st.W * st.C;
+  auto run = [&](const auto* obj, const auto& windows, auto* dst) {
+    for (int64_t b = begin; b < end; ++b)
+      for (int64_t l = 0; l < st.L; ++l) {
+        const auto& win = windows[static_cast<size_t>(b)];
+        extract_window(obj + ((l * st.H + win.y0) * st.W + win.x0) * st.C, dst + ((b - begin) * st.L + l) * st.h * row,
+                       win, obj_row, row, st.C, st.h);
+      }
+  };
+  const auto obj_r = detail::real_view(st.object);
+  if (obj_r.scalar_type() == at::kFloat)
+    run(obj_r.data_ptr<float>(), st.windows_f, static_cast<float*>(out));
+  else
+    run(obj_r.data_ptr<double>(), st.windows_d, static_cast<double*>(out));
+}
+
+namespace {
 
 at::Tensor overlap_add_cpu(const at::Tensor& patches, const at::Tensor& positions, int64_t H,
                            int64_t W) {
