@@ -3,6 +3,7 @@
 #include <map>
 
 #include "src/error.h"
+#include "train/fused_adam.h"
 
 namespace tessera {
 namespace {
@@ -13,7 +14,7 @@ std::map<std::string, OptimizerInfo>& registry() {
     std::map<std::string, OptimizerInfo> m;
     m["adam"] = {"adam", "Adam (element-wise adaptive moments)", StepScaling::ParameterUnits, 0.05,
                  [](std::vector<torch::Tensor> p, double lr) {
-                   return std::make_unique<Adam>(std::move(p), AdamOptions(lr));
+                   return std::make_unique<FusedAdam>(std::move(p), AdamOptions(lr));
                  }};
     m["rmsprop"] = {"rmsprop", "RMSprop", StepScaling::ParameterUnits, 0.01,
                     [](std::vector<torch::Tensor> p, double lr) {
