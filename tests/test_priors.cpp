@@ -428,7 +428,11 @@ TEST(LowDosePriors, FourTilesMatchTheUndecomposedRun) {
   // by up to ~1e-1 of max |O| (2e-2 .. 4e-2 rms over the scored region) between
   // any two runs that sum in a different order, tiles or not (the one-tile run
   // with another chunk size, printed, differs as much). What must hold is that
-  // the 4-tile reconstruction is as good: error against the truth within 10%.
+  // the 4-tile reconstruction is as good: error against the truth at most 10%
+  // above the one-tile run's. (Not a two-sided bound: which of two equally
+  // valid orders lands closer to the truth is chance; with TV, 1 tile 0.131
+  // and 4 tiles 0.115 were measured, and the reordered one-tile run is
+  // printed with its error for comparison.)
   const Rect& sr = d.score;
   auto crop = [&](const torch::Tensor& o) { return o.slice(1, sr.y0, sr.y1()).slice(2, sr.x0, sr.x1()); };
   auto rms = [&](const torch::Tensor& a, const torch::Tensor& b) {
@@ -437,12 +441,12 @@ TEST(LowDosePriors, FourTilesMatchTheUndecomposedRun) {
   for (const std::string p : {"none", "tv", "denoiser"}) {
     const auto &a = result(p), &b = result(p, Variant{4}), &c = result(p, Variant{1, "float", 0, 7});
     const double one = object_error(a), four = object_error(b);
-    std::printf("[ priors   ] %-9s float, %d iterations: error against the truth 1 tile %.4f, 4 tiles %.4f; "
-                "difference in the scored region: max %.1e, rms %.1e of max |O| (summation order alone: max %.1e, "
-                "rms %.1e)\n",
-                p.c_str(), d.settings.iterations, one, four, relative_difference(crop(b), crop(a)), rms(b, a),
-                relative_difference(crop(c), crop(a)), rms(c, a));
-    EXPECT_NEAR(four, one, 0.1 * one) << p;
+    std::printf("[ priors   ] %-9s float, %d iterations: error against the truth 1 tile %.4f, 4 tiles %.4f, "
+                "1 tile reordered %.4f; difference in the scored region: max %.1e, rms %.1e of max |O| (summation "
+                "order alone: max %.1e, rms %.1e)\n",
+                p.c_str(), d.settings.iterations, one, four, object_error(c), relative_difference(crop(b), crop(a)),
+                rms(b, a), relative_difference(crop(c), crop(a)), rms(c, a));
+    EXPECT_LE(four, 1.1 * one) << p;
   }
 }
 
