@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "src/simd.h"
+#include "train/optimizers.h"
 
 namespace tessera {
 namespace {
@@ -53,7 +54,7 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       // The key and the lazily created state are torch::optim::Adam's own.
-      auto& slot = state_[c10::guts::to_string(p.unsafeGetTensorImpl())];
+      auto& slot = state_[optimizer_state_key(*this, p)];
       if (!slot) {
         auto fresh = std::make_unique<torch::optim::AdamParamState>();
         fresh->step(0);

@@ -75,7 +75,7 @@ bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Ten
   using namespace torch::optim;
   torch::NoGradGuard no_grad;
   if (dynamic_cast<LBFGS*>(&optimizer)) return false;
-  auto it = optimizer.state().find(c10::guts::to_string(param.unsafeGetTensorImpl()));
+  auto it = optimizer.state().find(optimizer_state_key(optimizer, param));
   if (it == optimizer.state().end()) return true;  // no step taken yet: nothing to carry
   auto* state = it->second.get();
   if (auto* a = dynamic_cast<AdamParamState*>(state)) {

@@ -3,7 +3,9 @@
 // register_optimizer call (optimizers.cpp registers the built-ins).
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <torch/torch.h>
@@ -42,5 +44,20 @@ std::vector<std::string> optimizer_names();
 // is not kept). Returns false for optimisers whose state it cannot follow
 // (L-BFGS): do not transform their parameters.
 bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param, const torch::Tensor& u);
+
+// torch::optim keeps an optimiser's per-parameter state under the parameter's
+// TensorImpl: its address printed as text up to LibTorch 1.13, the pointer
+// itself from 2.0. The key of `param` in optimizer.state(), for either.
+template <typename Optimizer>
+auto optimizer_state_key(const Optimizer& optimizer, const torch::Tensor& param) {
+  using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;  // as c10::guts::to_string prints a pointer
+    text << static_cast<const void*>(param.unsafeGetTensorImpl());
+    return Key(text.str());
+  } else {
+    return Key(param.unsafeGetTensorImpl());
+  }
+}
 
 }  // namespace tessera
