@@ -14,6 +14,8 @@
 #include <numeric>
 #include <vector>
 
+#include <ATen/Parallel.h>
+
 #include "data/simulate.h"
 #include "models/far_field_loss.h"
 #include "src/threads.h"
@@ -65,12 +67,15 @@ int main(int argc, char** argv) {
     for (int64_t b = 0; b < n; b += rec.batch_size())
       for (int64_t c = b; c < std::min(n, b + rec.batch_size()); c += chunk) {
         const int64_t chunk_len = std::min({chunk, n - c, b + rec.batch_size() - c});
-        for (int64_t k = 0; k < chunk_len; k += block) {
-          const int64_t len = std::min(block, chunk_len - k);
-          auto w = len == block ? waves : waves.slice(0, 0, len);
-          auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
-          auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
-        }
+        // Blocks spread over the threads as the fused loss spreads them.
+        at::parallel_for(0, (chunk_len + block - 1) / block, 1, [&](int64_t first, int64_t last) {
+          for (int64_t k = first * block; k < std::min(chunk_len, last * block); k += block) {
+            const int64_t len = std::min(block, chunk_len - k);
+            auto w = len == block ? waves : waves.slice(0, 0, len);
+            auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
+            auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
+          }
+        });
       }
   };
   fft_round();

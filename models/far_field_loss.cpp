@@ -164,56 +164,81 @@ TESSERA_SIMD_CLONES void form_exit_waves(const T* __restrict__ probe, const T* _
     }
 }
 
+// One pattern and mode of the product gradients, over n pixels:
+//   gx (+)= conj(p) g   (if kPatch; set when kSetPatch, else added)
+//   gp (+)= conj(x) g   (if kProbe; set when kSetProbe, else added)
+// The choices are template parameters so that every variant is a plain
+// vector loop (a per-pixel choice between storing and adding would be a
+// conditional load, and keep the loop scalar).
+template <bool kPatch, bool kSetPatch, bool kProbe, bool kSetProbe, typename T>
+__attribute__((always_inline)) inline void product_pass(const T* __restrict__ p, const T* __restrict__ x,
+                                                        const T* __restrict__ g, T* __restrict__ gx,
+                                                        T* __restrict__ gp, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const T gr = g[2 * k], gi = g[2 * k + 1];
+    if constexpr (kPatch) {
+      const T pr = p[2 * k], pi = p[2 * k + 1];
+      const T ar = pr * gr + pi * gi, ai = pr * gi - pi * gr;
+      if constexpr (kSetPatch) {
+        gx[2 * k] = ar;
+        gx[2 * k + 1] = ai;
+      } else {
+        gx[2 * k] += ar;
+        gx[2 * k + 1] += ai;
+      }
+    }
+    if constexpr (kProbe) {
+      const T xr = x[2 * k], xi = x[2 * k + 1];
+      const T br = xr * gr + xi * gi, bi = xr * gi - xi * gr;
+      if constexpr (kSetProbe) {
+        gp[2 * k] = br;
+        gp[2 * k + 1] = bi;
+      } else {
+        gp[2 * k] += br;
+        gp[2 * k + 1] += bi;
+      }
+    }
+  }
+}
+
 // The adjoints of psi = probe * patch for the exit-wave gradient g (len, M, n):
 //   grad_patches[i] = sum_m conj(probe[m]) g[i, m]
-//   grad_probe[m]  += sum_i conj(patches[i]) g[i, m]   (i in order: deterministic)
+//   grad_probe[m]   = sum_i conj(patches[i]) g[i, m]   (i in order: deterministic)
 // Either output may be null (not wanted). Both wanted: one loop reads probe,
-// patch and gradient once for the two products.
+// patch and gradient once for the two products. Outputs are set by their
+// first term (no zero-fill pass).
 template <typename T>
 TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T* __restrict__ patches,
                                            const T* __restrict__ g, T* __restrict__ grad_probe,
                                            T* __restrict__ grad_patches, int64_t len, int64_t M, int64_t n) {
   for (int64_t i = 0; i < len; ++i) {
-    const T* __restrict__ x = patches + i * n * 2;
-    T* __restrict__ gx = grad_patches ? grad_patches + i * n * 2 : nullptr;
+    const T* x = patches + i * n * 2;
+    T* gx = grad_patches ? grad_patches + i * n * 2 : nullptr;
     for (int64_t m = 0; m < M; ++m) {
-      const T* __restrict__ gm = g + (i * M + m) * n * 2;
-      const T* __restrict__ p = probe + m * n * 2;
-      T* __restrict__ gp = grad_probe ? grad_probe + m * n * 2 : nullptr;
+      const T* gm = g + (i * M + m) * n * 2;
+      const T* p = probe + m * n * 2;
+      T* gp = grad_probe ? grad_probe + m * n * 2 : nullptr;
+      const bool set_patch = m == 0, set_probe = i == 0;
       if (gx && gp) {
-        // The first mode sets grad_patches (its memory is uninitialised), later ones add.
-        const bool first = m == 0;
-        for (int64_t k = 0; k < n; ++k) {
-          const T pr = p[2 * k], pi = p[2 * k + 1], xr = x[2 * k], xi = x[2 * k + 1];
-          const T gr = gm[2 * k], gi = gm[2 * k + 1];
-          const T ar = pr * gr + pi * gi, ai = pr * gi - pi * gr;
-          gx[2 * k] = first ? ar : gx[2 * k] + ar;
-          gx[2 * k + 1] = first ? ai : gx[2 * k + 1] + ai;
-          gp[2 * k] += xr * gr + xi * gi;
-          gp[2 * k + 1] += xr * gi - xi * gr;
-        }
-        continue;
-      }
-      if (gx) {
-        if (m == 0)
-          for (int64_t k = 0; k < n; ++k) {
-            const T pr = p[2 * k], pi = p[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
-            gx[2 * k] = pr * gr + pi * gi;
-            gx[2 * k + 1] = pr * gi - pi * gr;
-          }
+        if (set_patch && set_probe)
+          product_pass<true, true, true, true>(p, x, gm, gx, gp, n);
+        else if (set_patch)
+          product_pass<true, true, true, false>(p, x, gm, gx, gp, n);
+        else if (set_probe)
+          product_pass<true, false, true, true>(p, x, gm, gx, gp, n);
         else
-          for (int64_t k = 0; k < n; ++k) {
-            const T pr = p[2 * k], pi = p[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
-            gx[2 * k] += pr * gr + pi * gi;
-            gx[2 * k + 1] += pr * gi - pi * gr;
-          }
+          product_pass<true, false, true, false>(p, x, gm, gx, gp, n);
+      } else if (gx) {
+        if (set_patch)
+          product_pass<true, true, false, false>(p, x, gm, gx, gp, n);
+        else
+          product_pass<true, false, false, false>(p, x, gm, gx, gp, n);
+      } else if (gp) {
+        if (set_probe)
+          product_pass<false, false, true, true>(p, x, gm, gx, gp, n);
+        else
+          product_pass<false, false, true, false>(p, x, gm, gx, gp, n);
       }
-      if (gp)
-        for (int64_t k = 0; k < n; ++k) {
-          const T xr = x[2 * k], xi = x[2 * k + 1], gr = gm[2 * k], gi = gm[2 * k + 1];
-          gp[2 * k] += xr * gr + xi * gi;
-          gp[2 * k + 1] += xr * gi - xi * gr;
-        }
     }
   }
 }
@@ -239,7 +264,8 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
     const int64_t blocks = (B + per_block - 1) / per_block;
     torch::Tensor grad_windows, probe_partials;
     if (want_windows) grad_windows = torch::empty({B, h, w}, probe.options());
-    if (want_probe) probe_partials = torch::zeros({std::max<int64_t>(blocks, 1), M, h, w}, probe.options());
+    // Every block sets its partial (a block has at least one pattern).
+    if (want_probe) probe_partials = torch::empty({std::max<int64_t>(blocks, 1), M, h, w}, probe.options());
     std::vector<double> per_pattern(static_cast<size_t>(B), 0.0);
     AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(probe.scalar_type()), "object_far_field_loss", [&] {
       using T = scalar_t;
@@ -266,7 +292,7 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
     });
     if (want_probe) {
       // Blocks added in order: the same probe gradient for any thread count.
-      auto grad_probe = probe_partials[0].clone();
+      auto grad_probe = blocks > 0 ? probe_partials[0].clone() : torch::zeros_like(probe);
       for (int64_t blk = 1; blk < blocks; ++blk) grad_probe.add_(probe_partials[blk]);
       ctx->saved_data["grad_probe"] = grad_probe;
     }

@@ -563,10 +563,12 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   // of a step besides the halos.
   torch::Tensor probe_total;
   if (refine_probe) {
-    probe_total = torch::zeros_like(workers_.front()->model->probe_real);
     for (auto& wk : workers_) {
       ensure_grad(wk->model->probe_real);
-      probe_total += wk->model->probe_real.grad();
+      if (!probe_total.defined())
+        probe_total = wk->model->probe_real.grad().clone();
+      else
+        probe_total += wk->model->probe_real.grad();
     }
   }
   // Each position's gradient comes from its own pattern, on the one tile that
