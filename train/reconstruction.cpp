@@ -549,13 +549,18 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
       loss_sum += penalty.item<double>() * static_cast<double>(global_batch_size);
     }
   }
+  // Only tiles with neighbours need their gradient array now; the others
+  // (a run's only tile) let the interior patterns' first backward hand its
+  // gradient over.
   std::map<int, torch::Tensor> grads;
   for (auto& wk : workers_) {
+    if (!exchange_->exchanges(wk->tile.index)) continue;
     ensure_grad(wk->model->object_real);
     grads[wk->tile.index] = wk->model->object_real.grad();
   }
   exchange_->start_reduction(grads);
   for (size_t w = 0; w < workers_.size(); ++w) run(*workers_[w], interior[w]);
+  for (auto& wk : workers_) ensure_grad(wk->model->object_real);
   // The probe is shared by every pattern: its gradient is the sum over tiles,
   // complete once every local pattern ran. One allreduce per step carries it
   // and the loss (in the working precision; the loss alone in double), in

@@ -47,6 +47,12 @@ bool HaloExchange::is_local(int tile) const {
   return std::binary_search(local_tiles_.begin(), local_tiles_.end(), tile);
 }
 
+bool HaloExchange::exchanges(int tile) const {
+  for (const Link& l : links_)
+    if (l.from == tile || l.to == tile) return true;
+  return false;
+}
+
 void HaloExchange::start_reduction(const std::map<int, torch::Tensor>& grads) {
   TESSERA_REQUIRE(Error, pending_.empty() && arrived_.empty(), "a halo reduction is already in flight");
   for (const Link& l : links_) {

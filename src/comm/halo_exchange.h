@@ -43,6 +43,9 @@ class HaloExchange {
   // halos). Summed over all ranks the two are equal; per rank they differ.
   int64_t remote_elements_per_exchange(int64_t slices) const;
   int64_t remote_elements_per_refresh(int64_t slices) const;
+  // Whether a reduction or refresh reads or writes this tile's array (false
+  // for a tile without neighbours, such as the only tile of a run).
+  bool exchanges(int tile) const;
   // Seconds spent blocked in waits so far (for the pipeline's communication fraction).
   double wait_seconds() const { return wait_seconds_; }
 
