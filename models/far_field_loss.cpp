@@ -170,34 +170,29 @@ TESSERA_SIMD_CLONES void form_exit_waves(const T* __restrict__ probe, const T* _
 // The choices are template parameters so that every variant is a plain
 // vector loop (a per-pixel choice between storing and adding would be a
 // conditional load, and keep the loop scalar).
+// out[k] = conj(a[k]) g (kSet) or out[k] += conj(a[k]) g, interleaved complex.
+template <bool kSet, typename T>
+__attribute__((always_inline)) inline void conj_product_into(const T* __restrict__ a, T gr, T gi, T* __restrict__ out,
+                                                             int64_t k) {
+  const T ar = a[2 * k], ai = a[2 * k + 1];
+  const T re = ar * gr + ai * gi, im = ar * gi - ai * gr;
+  if constexpr (kSet) {
+    out[2 * k] = re;
+    out[2 * k + 1] = im;
+  } else {
+    out[2 * k] += re;
+    out[2 * k + 1] += im;
+  }
+}
+
 template <bool kPatch, bool kSetPatch, bool kProbe, bool kSetProbe, typename T>
 __attribute__((always_inline)) inline void product_pass(const T* __restrict__ p, const T* __restrict__ x,
                                                         const T* __restrict__ g, T* __restrict__ gx,
                                                         T* __restrict__ gp, int64_t n) {
   for (int64_t k = 0; k < n; ++k) {
     const T gr = g[2 * k], gi = g[2 * k + 1];
-    if constexpr (kPatch) {
-      const T pr = p[2 * k], pi = p[2 * k + 1];
-      const T ar = pr * gr + pi * gi, ai = pr * gi - pi * gr;
-      if constexpr (kSetPatch) {
-        gx[2 * k] = ar;
-        gx[2 * k + 1] = ai;
-      } else {
-        gx[2 * k] += ar;
-        gx[2 * k + 1] += ai;
-      }
-    }
-    if constexpr (kProbe) {
-      const T xr = x[2 * k], xi = x[2 * k + 1];
-      const T br = xr * gr + xi * gi, bi = xr * gi - xi * gr;
-      if constexpr (kSetProbe) {
-        gp[2 * k] = br;
-        gp[2 * k + 1] = bi;
-      } else {
-        gp[2 * k] += br;
-        gp[2 * k + 1] += bi;
-      }
-    }
+    if constexpr (kPatch) conj_product_into<kSetPatch>(p, gr, gi, gx, k);
+    if constexpr (kProbe) conj_product_into<kSetProbe>(x, gr, gi, gp, k);
   }
 }
 

@@ -46,19 +46,6 @@ TESSERA_SIMD_CLONES void extract_window(const T* __restrict__ src, T* __restrict
   }
 }
 
-template <typename T>
-void extract_kernel(const T* __restrict__ obj, const Window<T>* windows, T* __restrict__ out,
-                    int64_t B, int64_t L, int64_t H, int64_t W, int64_t C, int64_t h, int64_t w) {
-  const int64_t row = w * C, obj_row = W * C;
-  at::parallel_for(0, B * L, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t bl = begin; bl < end; ++bl) {
-      const int64_t b = bl / L, l = bl % L;
-      const Window<T>& win = windows[b];
-      extract_window<T>(obj + ((l * H + win.y0) * W + win.x0) * C, out + bl * h * row, win, obj_row, row, C, h);
-    }
-  });
-}
-
 // Rows [lo, hi) of one slice's output (out points at its column x0) receive
 // window P: each row combines the two patch rows reaching it into v (padded by
 // C zeros on both sides), then out[k] += (1-fx) v[k] + fx v[k-C].
@@ -197,21 +184,14 @@ void position_grad_kernel(const T* __restrict__ grad, const T* __restrict__ obj,
 
 at::Tensor extract_patches_cpu(const at::Tensor& object, const at::Tensor& positions, int64_t h,
                                int64_t w) {
-  constexpr const char* op = "tessera::extract_patches";
-  detail::check_patches_args(op, object, "object", 3, positions, h, w);
-  TESSERA_REQUIRE(Error, object.device().is_cpu(), op, ": expected CPU tensors");
-  const auto obj = object.contiguous();
-  const auto pos = positions.contiguous();
-  const int64_t B = pos.size(0), L = obj.size(0), H = obj.size(1), W = obj.size(2);
-  auto out = at::empty({B, L, h, w}, obj.options());
-  const auto obj_r = detail::real_view(obj);
-  auto out_r = detail::real_view(out);
-  const int64_t C = detail::channels(obj);
-  AT_DISPATCH_FLOATING_TYPES(obj_r.scalar_type(), "extract_patches_cpu", [&] {
-    const auto windows = detail::compute_windows<scalar_t>(op, pos, H, W, h, w);
-    if (out.numel() == 0) return;
-    extract_kernel<scalar_t>(obj_r.data_ptr<scalar_t>(), windows.data(),
-                             out_r.data_ptr<scalar_t>(), B, L, H, W, C, h, w);
+  const CpuPatchExtractor windows(object, positions, h, w);  // validates every window
+  const int64_t B = positions.size(0), L = object.size(0);
+  auto out = at::empty({B, L, h, w}, object.options());
+  if (out.numel() == 0) return out;
+  auto* data = static_cast<char*>(out.data_ptr());
+  const int64_t window_bytes = L * h * w * static_cast<int64_t>(out.element_size());
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    windows.extract(begin, end, data + begin * window_bytes);
   });
   return out;
 }
