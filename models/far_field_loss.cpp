@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "models/propagation.h"
@@ -78,6 +79,23 @@ double sum_in_order(const std::vector<double>& values) {
   double total = 0;
   for (double v : values) total += v;
   return total;
+}
+
+// out = sum of `count` arrays of n reals, added in array order (the same
+// result for any thread count), run by run so that out stays in L1.
+template <typename T>
+TESSERA_SIMD_CLONES void sum_in_order(const T* __restrict__ arrays, int64_t count, int64_t n, T* __restrict__ out) {
+  constexpr int64_t kRun = 512;
+  for (int64_t k0 = 0; k0 < n && count > 0; k0 += kRun) {
+    const int64_t len = std::min(kRun, n - k0);
+    T* __restrict__ o = out + k0;
+    const T* __restrict__ first = arrays + k0;
+    for (int64_t k = 0; k < len; ++k) o[k] = first[k];
+    for (int64_t a = 1; a < count; ++a) {
+      const T* __restrict__ q = arrays + a * n + k0;
+      for (int64_t k = 0; k < len; ++k) o[k] += q[k];
+    }
+  }
 }
 
 template <typename T>
@@ -188,24 +206,26 @@ __attribute__((always_inline)) inline void conj_product_into(const T* __restrict
 template <bool kPatch, bool kSetPatch, bool kProbe, bool kSetProbe, typename T>
 __attribute__((always_inline)) inline void product_pass(const T* __restrict__ p, const T* __restrict__ x,
                                                         const T* __restrict__ g, T* __restrict__ gx,
-                                                        T* __restrict__ gp, int64_t n) {
+                                                        T* __restrict__ gp, int64_t n, T weight) {
   for (int64_t k = 0; k < n; ++k) {
-    const T gr = g[2 * k], gi = g[2 * k + 1];
+    const T gr = weight * g[2 * k], gi = weight * g[2 * k + 1];
     if constexpr (kPatch) conj_product_into<kSetPatch>(p, gr, gi, gx, k);
     if constexpr (kProbe) conj_product_into<kSetProbe>(x, gr, gi, gp, k);
   }
 }
 
-// The adjoints of psi = probe * patch for the exit-wave gradient g (len, M, n):
-//   grad_patches[i] = sum_m conj(probe[m]) g[i, m]
-//   grad_probe[m]   = sum_i conj(patches[i]) g[i, m]   (i in order: deterministic)
+// The adjoints of psi = probe * patch for the exit-wave gradient weight * g
+// (g is (len, M, n)):
+//   grad_patches[i] = sum_m conj(probe[m]) weight g[i, m]
+//   grad_probe[m]   = sum_i conj(patches[i]) weight g[i, m]   (i in order: deterministic)
 // Either output may be null (not wanted). Both wanted: one loop reads probe,
 // patch and gradient once for the two products. Outputs are set by their
 // first term (no zero-fill pass).
 template <typename T>
 TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T* __restrict__ patches,
                                            const T* __restrict__ g, T* __restrict__ grad_probe,
-                                           T* __restrict__ grad_patches, int64_t len, int64_t M, int64_t n) {
+                                           T* __restrict__ grad_patches, int64_t len, int64_t M, int64_t n,
+                                           T weight) {
   for (int64_t i = 0; i < len; ++i) {
     const T* x = patches + i * n * 2;
     T* gx = grad_patches ? grad_patches + i * n * 2 : nullptr;
@@ -216,23 +236,23 @@ TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T*
       const bool set_patch = m == 0, set_probe = i == 0;
       if (gx && gp) {
         if (set_patch && set_probe)
-          product_pass<true, true, true, true>(p, x, gm, gx, gp, n);
+          product_pass<true, true, true, true>(p, x, gm, gx, gp, n, weight);
         else if (set_patch)
-          product_pass<true, true, true, false>(p, x, gm, gx, gp, n);
+          product_pass<true, true, true, false>(p, x, gm, gx, gp, n, weight);
         else if (set_probe)
-          product_pass<true, false, true, true>(p, x, gm, gx, gp, n);
+          product_pass<true, false, true, true>(p, x, gm, gx, gp, n, weight);
         else
-          product_pass<true, false, true, false>(p, x, gm, gx, gp, n);
+          product_pass<true, false, true, false>(p, x, gm, gx, gp, n, weight);
       } else if (gx) {
         if (set_patch)
-          product_pass<true, true, false, false>(p, x, gm, gx, gp, n);
+          product_pass<true, true, false, false>(p, x, gm, gx, gp, n, weight);
         else
-          product_pass<true, false, false, false>(p, x, gm, gx, gp, n);
+          product_pass<true, false, false, false>(p, x, gm, gx, gp, n, weight);
       } else if (gp) {
         if (set_probe)
-          product_pass<false, false, true, true>(p, x, gm, gx, gp, n);
+          product_pass<false, false, true, true>(p, x, gm, gx, gp, n, weight);
         else
-          product_pass<false, false, true, false>(p, x, gm, gx, gp, n);
+          product_pass<false, false, true, false>(p, x, gm, gx, gp, n, weight);
       }
     }
   }
@@ -247,7 +267,8 @@ TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T*
 class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFieldLossFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& object_in, const torch::Tensor& positions,
-                               const torch::Tensor& probe_in, const Measurement& meas, const PixelLoss& loss) {
+                               const torch::Tensor& probe_in, const Measurement& meas, const PixelLoss& loss,
+                               double weight) {
     const int64_t B = positions.size(0), M = probe_in.size(0), h = probe_in.size(1), w = probe_in.size(2);
     const int64_t n = h * w;
     const auto probe = probe_in.contiguous();
@@ -281,16 +302,16 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
           const auto g = far_field_adjoint(Psi).contiguous();
           product_gradients<T>(probe_p, ptr(patches), ptr(g),
                                want_probe ? ptr(probe_partials) + blk * M * n * 2 : nullptr,
-                               want_windows ? ptr(grad_windows) + b0 * n * 2 : nullptr, len, M, n);
+                               want_windows ? ptr(grad_windows) + b0 * n * 2 : nullptr, len, M, n,
+                               static_cast<T>(weight));
         }
       });
+      if (want_probe) {
+        auto grad_probe = blocks > 0 ? torch::empty_like(probe) : torch::zeros_like(probe);
+        sum_in_order<T>(ptr(probe_partials), blocks, M * n * 2, ptr(grad_probe));
+        ctx->saved_data["grad_probe"] = grad_probe;
+      }
     });
-    if (want_probe) {
-      // Blocks added in order: the same probe gradient for any thread count.
-      auto grad_probe = blocks > 0 ? probe_partials[0].clone() : torch::zeros_like(probe);
-      for (int64_t blk = 1; blk < blocks; ++blk) grad_probe.add_(probe_partials[blk]);
-      ctx->saved_data["grad_probe"] = grad_probe;
-    }
     if (want_windows) {
       ctx->saved_data["grad_windows"] = grad_windows.unsqueeze(1);  // (B, 1, h, w), as extract_patches
       ctx->saved_data["H"] = object_in.size(1);
@@ -298,7 +319,7 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
     }
     // The object is only needed for the positions gradient: do not pin it otherwise.
     ctx->save_for_backward({positions, positions.requires_grad() ? object_in : torch::Tensor()});
-    return {torch::tensor(sum_in_order(per_pattern), meas.measured.options())};
+    return {torch::tensor(weight * sum_in_order(per_pattern), meas.measured.options())};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -328,7 +349,7 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
     }
     auto grad_probe = take("grad_probe");
     if (grad_probe.defined() && scale != 1) grad_probe.mul_(scale);
-    return {grad_object, grad_positions, grad_probe, torch::Tensor(), torch::Tensor()};
+    return {grad_object, grad_positions, grad_probe, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -355,7 +376,8 @@ torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tenso
 
 torch::Tensor object_far_field_loss(const torch::Tensor& object, const torch::Tensor& positions,
                                     const torch::Tensor& probe, const torch::Tensor& measured,
-                                    const torch::Tensor& valid, const PixelLoss& loss, const torch::Tensor& rows) {
+                                    const torch::Tensor& valid, const PixelLoss& loss, const torch::Tensor& rows,
+                                    double weight) {
   constexpr const char* op = "object_far_field_loss";
   TESSERA_REQUIRE(Error, loss.available(), op, ": this loss has no per-pixel form; use its autograd form");
   TESSERA_REQUIRE(Error, probe.dim() == 3 && probe.is_complex(), op,
@@ -369,7 +391,8 @@ torch::Tensor object_far_field_loss(const torch::Tensor& object, const torch::Te
   TESSERA_REQUIRE(Error, positions.dim() == 2 && positions.size(1) == 2, op,
                   ": positions must be a (patterns, 2) array, got ", positions.sizes());
   const auto meas = check_measurement(op, probe, positions.size(0), measured, valid, rows);
-  return ObjectFarFieldLossFunction::apply(object, positions, probe, meas, loss)[0];
+  TESSERA_REQUIRE(Error, std::isfinite(weight), op, ": the loss weight must be finite, got ", weight);
+  return ObjectFarFieldLossFunction::apply(object, positions, probe, meas, loss, weight)[0];
 }
 
 }  // namespace tessera

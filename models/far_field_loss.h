@@ -40,11 +40,14 @@ torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tenso
 // backward overlap-adds them into the object and scales. One backward per
 // forward. object (1, H, W) complex, positions (B, 2) real (as
 // extract_patches), probe (M, h, w) complex of the same precision.
-// Differentiable with respect to object, positions and probe.
+// Differentiable with respect to object, positions and probe. Returns weight
+// times the loss: a mini-batch's 1 / batch size rides along with the
+// gradient products, instead of a product node in the graph and a pass over
+// the object and probe gradients in backward.
 torch::Tensor object_far_field_loss(const torch::Tensor& object, const torch::Tensor& positions,
                                     const torch::Tensor& probe, const torch::Tensor& measured,
                                     const torch::Tensor& valid, const PixelLoss& loss,
-                                    const torch::Tensor& rows = {});
+                                    const torch::Tensor& rows = {}, double weight = 1);
 
 // Patterns per block of object_far_field_loss: each block is one forward and
 // one inverse batched FFT (benchmarks time the same calls as the FFT floor).

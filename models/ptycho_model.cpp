@@ -35,14 +35,17 @@ torch::Tensor PtychoModelImpl::forward(const torch::Tensor& positions) {
 }
 
 torch::Tensor PtychoModelImpl::data_loss(const torch::Tensor& positions, const torch::Tensor& measured,
-                                         const torch::Tensor& valid, const LossInfo& loss, const torch::Tensor& rows) {
+                                         const torch::Tensor& valid, const LossInfo& loss, const torch::Tensor& rows,
+                                         double weight) {
+  auto weighted = [weight](torch::Tensor value) { return weight == 1 ? value : value * weight; };
   if (!loss.pixelwise.available() || !object_real.device().is_cpu() || positions.size(0) == 0) {
-    if (!rows.defined()) return loss.function(forward(positions), measured, valid);
+    if (!rows.defined()) return weighted(loss.function(forward(positions), measured, valid));
     const auto frame_valid = valid.defined() && valid.dim() == 3 ? valid.index_select(0, rows) : valid;
-    return loss.function(forward(positions), measured.index_select(0, rows), frame_valid);
+    return weighted(loss.function(forward(positions), measured.index_select(0, rows), frame_valid));
   }
-  if (object_real.size(0) > 1) return far_field_loss(exit_waves(positions), measured, valid, loss.pixelwise, rows);
-  return object_far_field_loss(object(), positions, probe(), measured, valid, loss.pixelwise, rows);
+  if (object_real.size(0) > 1)
+    return weighted(far_field_loss(exit_waves(positions), measured, valid, loss.pixelwise, rows));
+  return object_far_field_loss(object(), positions, probe(), measured, valid, loss.pixelwise, rows, weight);
 }
 
 }  // namespace tessera

@@ -34,8 +34,10 @@ class PtychoModelImpl : public torch::nn::Module {
   // (far_field_loss.h) when the loss has a per-pixel form and the model is on
   // the CPU. Positions stay differentiable. With `rows` (B int64), measured
   // is the (N, h, w) stack of every frame and pattern b is frame rows[b].
+  // Returns weight times the loss (the fused operator applies the weight to
+  // its gradients directly).
   torch::Tensor data_loss(const torch::Tensor& positions, const torch::Tensor& measured, const torch::Tensor& valid,
-                          const LossInfo& loss, const torch::Tensor& rows = {});
+                          const LossInfo& loss, const torch::Tensor& rows = {}, double weight = 1);
 
   int64_t frame_h() const { return probe_real.size(1); }
   int64_t frame_w() const { return probe_real.size(2); }

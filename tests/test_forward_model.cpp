@@ -38,7 +38,9 @@ struct Gradients {
   torch::Tensor object, probe, positions;
 };
 
-// One backward of scale * loss, as the engine does (scale = 1 / batch size).
+constexpr double kScale = 0.37;
+
+// One backward of scale * loss (the engine's scale is 1 / batch size).
 // With `rows`, the fused loss reads pattern b from frame rows[b] of `stack`
 // (and of `stack_valid`).
 Gradients run(const Problem& p, const LossInfo& loss, bool fused, bool refine_probe = true,
@@ -49,7 +51,7 @@ Gradients run(const Problem& p, const LossInfo& loss, bool fused, bool refine_pr
   auto value = rows.defined() ? model->data_loss(positions, stack, stack_valid, loss, rows)
                : fused        ? model->data_loss(positions, p.measured, p.valid, loss)
                               : loss.function(model->forward(positions), p.measured, p.valid);
-  (value * 0.37).backward();
+  (value * kScale).backward();
   Gradients g;
   g.loss = value.item<double>();
   g.object = model->object_real.grad();
@@ -135,6 +137,26 @@ TEST(FusedDataLoss, FramesReadByRow) {
   EXPECT_THROW(model->data_loss(p.positions, p.measured, p.valid, loss_by_name("amplitude"),
                                 torch::tensor(std::vector<int64_t>{0, 1, 2, 3, 5})),
                Error);  // row 5 of 5 frames
+}
+
+// The engine hands the fused loss its 1 / batch size as a weight, applied
+// to the gradients inside the operator: the same as scaling the loss.
+TEST(FusedDataLoss, WeightScalesValueAndGradients) {
+  torch::manual_seed(18);
+  for (int64_t slices : {1, 2}) {
+    const auto p = make_problem(slices, 2, false);
+    for (const auto& name : loss_names()) {
+      const auto& loss = loss_by_name(name);
+      PtychoModel model(p.object, p.probe, p.transfer);
+      model->probe_real.requires_grad_(true);
+      auto positions = p.positions.clone().requires_grad_();
+      auto value = model->data_loss(positions, p.measured, p.valid, loss, {}, kScale);
+      value.backward();
+      Gradients weighted{value.item<double>() / kScale, model->object_real.grad(), model->probe_real.grad(),
+                         positions.grad()};
+      expect_same(weighted, run(p, loss, false), name + " (weighted, " + std::to_string(slices) + " slices)");
+    }
+  }
 }
 
 TEST(FusedDataLoss, MultisliceExitWaves) {

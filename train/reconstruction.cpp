@@ -528,9 +528,9 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
       const size_t e = std::min(idx.size(), b + static_cast<size_t>(settings_.chunk_size));
       auto sel = torch::tensor(std::vector<int64_t>(idx.begin() + b, idx.begin() + e), torch::kInt64)
                      .to(wk.positions.device());
-      auto loss = wk.model->data_loss(wk.positions.index_select(0, sel), wk.frames, loss_mask_, *loss_, sel);
-      (loss * scale).backward();
-      loss_sum += loss.item<double>();
+      auto loss = wk.model->data_loss(wk.positions.index_select(0, sel), wk.frames, loss_mask_, *loss_, sel, scale);
+      loss.backward();
+      loss_sum += loss.item<double>() / scale;
     }
   };
   // Pipeline: halo-touching patterns first, so their halo gradients can be on
@@ -566,10 +566,14 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   // and the loss (in the working precision; the loss alone in double), in
   // flight while the halo reduction finishes: the only synchronisation point
   // of a step besides the halos.
+  const bool multi = comm_ && comm_->size() > 1;
+  // A lone tile on a lone rank already holds the probe's total gradient.
+  const bool sum_probe = refine_probe && (multi || workers_.size() > 1);
+  if (refine_probe)
+    for (auto& wk : workers_) ensure_grad(wk->model->probe_real);
   torch::Tensor probe_total;
-  if (refine_probe) {
+  if (sum_probe) {
     for (auto& wk : workers_) {
-      ensure_grad(wk->model->probe_real);
       if (!probe_total.defined())
         probe_total = wk->model->probe_real.grad().clone();
       else
@@ -599,7 +603,6 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
     }
     batch_rows = torch::tensor(batch, torch::kInt64).to(positions_.device());
   }
-  const bool multi = comm_ && comm_->size() > 1;
   torch::Tensor packed;
   comm::Request sum;
   if (multi) {
@@ -623,7 +626,7 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
     }
     if (refine_positions) position_grads = packed.slice(0, at, at + position_grads.numel()).view(position_grads.sizes());
   }
-  if (refine_probe)
+  if (sum_probe)
     for (auto& wk : workers_) wk->model->probe_real.mutable_grad().copy_(probe_total);
   if (refine_positions) {
     positions_.mutable_grad().zero_();
