@@ -8,6 +8,7 @@
 //   bench_iteration [frames_per_side=20] [frame=64] [iterations=10] [threads=0] [chunk=engine default]
 //   (OPTIMIZER and LOSS in the environment override the engine's defaults)
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -67,15 +68,19 @@ int main(int argc, char** argv) {
     for (int64_t b = 0; b < n; b += rec.batch_size())
       for (int64_t c = b; c < std::min(n, b + rec.batch_size()); c += chunk) {
         const int64_t chunk_len = std::min({chunk, n - c, b + rec.batch_size() - c});
-        // Blocks spread over the threads as the fused loss spreads them.
-        at::parallel_for(0, (chunk_len + block - 1) / block, 1, [&](int64_t first, int64_t last) {
-          for (int64_t k = first * block; k < std::min(chunk_len, last * block); k += block) {
-            const int64_t len = std::min(block, chunk_len - k);
-            auto w = len == block ? waves : waves.slice(0, 0, len);
-            auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
-            auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
-          }
-        });
+        // Blocks spread over the threads as the fused loss spreads them:
+        // claimed one at a time by whichever thread is free.
+        const int64_t blocks = (chunk_len + block - 1) / block;
+        std::atomic<int64_t> next{0};
+        at::parallel_for(0, std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks)), 1,
+                         [&](int64_t, int64_t) {
+                           for (int64_t blk; (blk = next.fetch_add(1)) < blocks;) {
+                             const int64_t len = std::min(block, chunk_len - blk * block);
+                             auto w = len == block ? waves : waves.slice(0, 0, len);
+                             auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
+                             auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
+                           }
+                         });
       }
   };
   fft_round();

@@ -3,7 +3,9 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <thread>
 #include <vector>
 
 #include "models/propagation.h"
@@ -261,9 +263,10 @@ TESSERA_SIMD_CLONES void product_gradients(const T* __restrict__ probe, const T*
 // The loss is the end of the graph (a scalar the caller backpropagates), so
 // the gradients are computed in the forward pass, block by block: a block's
 // object windows, exit waves, far field, residual and exit-wave gradient
-// never leave the cache, and nothing of size (B, M, h, w) is kept for
-// backward, only the window gradients. Backward overlap-adds them into the
-// object (and takes the positions gradient from them), and scales.
+// never leave the cache, and nothing of size (B, M, h, w) is kept. The
+// window gradients are overlap-added into the object gradient in the same
+// parallel region; they are kept for backward only when the positions are
+// refined. Backward scales, if the caller scaled the loss.
 class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFieldLossFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& object_in, const torch::Tensor& positions,
@@ -273,38 +276,68 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
     const int64_t n = h * w;
     const auto probe = probe_in.contiguous();
     const ops::CpuPatchExtractor windows(object_in, positions, h, w);  // validates every window
-    const bool want_probe = probe_in.requires_grad();
-    const bool want_windows = object_in.requires_grad() || positions.requires_grad();
+    const bool want_probe = probe_in.requires_grad(), want_object = object_in.requires_grad();
+    const bool want_windows = want_object || positions.requires_grad();
     const bool residual = want_probe || want_windows;
     const int64_t per_block = fused_loss_block(M, h, w, probe.scalar_type());
     const int64_t blocks = (B + per_block - 1) / per_block;
-    torch::Tensor grad_windows, probe_partials;
+    torch::Tensor grad_windows, probe_partials, grad_object;
     if (want_windows) grad_windows = torch::empty({B, h, w}, probe.options());
     // Every block sets its partial (a block has at least one pattern).
     if (want_probe) probe_partials = torch::empty({std::max<int64_t>(blocks, 1), M, h, w}, probe.options());
+    std::unique_ptr<ops::CpuOverlapAdder> adder;
+    if (want_object) {
+      adder = std::make_unique<ops::CpuOverlapAdder>(positions, 1, object_in.size(1), object_in.size(2), h, w,
+                                                     probe.scalar_type());
+      grad_object = torch::empty({1, object_in.size(1), object_in.size(2)}, probe.options());
+    }
     std::vector<double> per_pattern(static_cast<size_t>(B), 0.0);
+    // Threads claim work as they come free: blocks first, then the bands of
+    // the object gradient, which need every block's window gradients. Results
+    // are stored by block, pattern and band index, so the claim order changes
+    // nothing. One parallel region per call, and no thread idles while
+    // another finishes a longer share of blocks.
+    std::atomic<int64_t> next_block{0}, blocks_done{0}, next_band{0};
+    std::atomic<bool> failed{false};
+    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks));
     AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(probe.scalar_type()), "object_far_field_loss", [&] {
       using T = scalar_t;
       auto ptr = [](const torch::Tensor& t) { return t.defined() ? reinterpret_cast<T*>(t.data_ptr()) : nullptr; };
       const T* probe_p = ptr(probe);
-      at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-        auto patches = torch::empty({per_block, h, w}, probe.options());
-        auto psi = torch::empty({per_block, M, h, w}, probe.options());
-        for (int64_t blk = begin; blk < end; ++blk) {
-          const int64_t b0 = blk * per_block, len = std::min(per_block, B - b0);
-          windows.extract(b0, b0 + len, patches.data_ptr());
-          auto waves = psi.narrow(0, 0, len);
-          form_exit_waves<T>(probe_p, ptr(patches), ptr(waves), len, M, n);
-          prefetch_frames<T>(meas, b0, len, n);
-          auto Psi = far_field(waves).contiguous();
-          block_loss<T>(ptr(Psi), meas, b0, len, M, n, loss, residual, per_pattern.data());
-          if (!residual) continue;
-          const auto g = far_field_adjoint(Psi).contiguous();
-          product_gradients<T>(probe_p, ptr(patches), ptr(g),
-                               want_probe ? ptr(probe_partials) + blk * M * n * 2 : nullptr,
-                               want_windows ? ptr(grad_windows) + b0 * n * 2 : nullptr, len, M, n,
-                               static_cast<T>(weight));
+      at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+        try {
+          auto patches = torch::empty({per_block, h, w}, probe.options());
+          auto psi = torch::empty({per_block, M, h, w}, probe.options());
+          for (int64_t blk; (blk = next_block.fetch_add(1)) < blocks;) {
+            const int64_t b0 = blk * per_block, len = std::min(per_block, B - b0);
+            windows.extract(b0, b0 + len, patches.data_ptr());
+            auto waves = psi.narrow(0, 0, len);
+            form_exit_waves<T>(probe_p, ptr(patches), ptr(waves), len, M, n);
+            prefetch_frames<T>(meas, b0, len, n);
+            auto Psi = far_field(waves).contiguous();
+            block_loss<T>(ptr(Psi), meas, b0, len, M, n, loss, residual, per_pattern.data());
+            if (residual) {
+              const auto g = far_field_adjoint(Psi).contiguous();
+              product_gradients<T>(probe_p, ptr(patches), ptr(g),
+                                   want_probe ? ptr(probe_partials) + blk * M * n * 2 : nullptr,
+                                   want_windows ? ptr(grad_windows) + b0 * n * 2 : nullptr, len, M, n,
+                                   static_cast<T>(weight));
+            }
+            blocks_done.fetch_add(1, std::memory_order_release);
+          }
+        } catch (...) {
+          failed = true;  // at::parallel_for rethrows it once every thread is out
+          throw;
         }
+        if (!adder) return;
+        // A block not done yet was claimed by a thread that is running it:
+        // waiting cannot deadlock, even if the calls run one after another.
+        while (blocks_done.load(std::memory_order_acquire) < blocks) {
+          if (failed) return;
+          std::this_thread::yield();
+        }
+        for (int64_t band; (band = next_band.fetch_add(1)) < adder->bands();)
+          adder->add_band(band, grad_windows.data_ptr(), grad_object.data_ptr());
       });
       if (want_probe) {
         auto grad_probe = blocks > 0 ? torch::empty_like(probe) : torch::zeros_like(probe);
@@ -312,11 +345,8 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
         ctx->saved_data["grad_probe"] = grad_probe;
       }
     });
-    if (want_windows) {
-      ctx->saved_data["grad_windows"] = grad_windows.unsqueeze(1);  // (B, 1, h, w), as extract_patches
-      ctx->saved_data["H"] = object_in.size(1);
-      ctx->saved_data["W"] = object_in.size(2);
-    }
+    if (want_object) ctx->saved_data["grad_object"] = grad_object;
+    if (positions.requires_grad()) ctx->saved_data["grad_windows"] = grad_windows.unsqueeze(1);  // (B, 1, h, w)
     // The object is only needed for the positions gradient: do not pin it otherwise.
     ctx->save_for_backward({positions, positions.requires_grad() ? object_in : torch::Tensor()});
     return {torch::tensor(weight * sum_in_order(per_pattern), meas.measured.options())};
@@ -334,17 +364,11 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
       return t;
     };
     const auto saved = ctx->get_saved_variables();
-    const auto& positions = saved[0];
-    const auto grad_windows = take("grad_windows");
-    torch::Tensor grad_object, grad_positions;
-    // Scaled after the overlap-add: the object is smaller than its B windows.
-    if (ctx->needs_input_grad(0)) {
-      grad_object = ops::overlap_add(grad_windows, positions, ctx->saved_data["H"].toInt(),
-                                     ctx->saved_data["W"].toInt());
-      if (scale != 1) grad_object.mul_(scale);
-    }
+    auto grad_object = take("grad_object");
+    if (grad_object.defined() && scale != 1) grad_object.mul_(scale);
+    torch::Tensor grad_positions;
     if (ctx->needs_input_grad(1)) {
-      grad_positions = ops::patches_position_grad(grad_windows, saved[1], positions);
+      grad_positions = ops::patches_position_grad(take("grad_windows"), saved[1], saved[0]);
       if (scale != 1) grad_positions.mul_(scale);
     }
     auto grad_probe = take("grad_probe");

@@ -2,6 +2,7 @@
 // against the unfused autograd path loss.function(forward(positions)), in
 // double precision: same value and same gradients with respect to object,
 // probe and positions, for every registered loss.
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include "models/far_field_loss.h"
@@ -108,6 +109,26 @@ TEST(FusedDataLoss, ManyBlocks) {
   for (const auto& name : loss_names()) {
     const auto& loss = loss_by_name(name);
     expect_same(run(p, loss, true), run(p, loss, false), name + " (40 patterns in blocks)");
+  }
+}
+
+// Threads claim blocks and bands as they come free: the loss and every
+// gradient must still be the same, bit for bit, for any thread count.
+TEST(FusedDataLoss, SameResultForAnyThreadCount) {
+  torch::manual_seed(19);
+  const auto p = make_problem(1, 2, false, 40, 32);
+  const int saved = at::get_num_threads();
+  std::vector<Gradients> results;
+  for (int threads : {1, 3, 2}) {
+    at::set_num_threads(threads);
+    results.push_back(run(p, loss_by_name("poisson"), true));
+  }
+  at::set_num_threads(saved);
+  for (size_t k = 1; k < results.size(); ++k) {
+    EXPECT_EQ(results[k].loss, results[0].loss);
+    EXPECT_TRUE(torch::equal(results[k].object, results[0].object));
+    EXPECT_TRUE(torch::equal(results[k].probe, results[0].probe));
+    EXPECT_TRUE(torch::equal(results[k].positions, results[0].positions));
   }
 }
 

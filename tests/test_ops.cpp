@@ -205,6 +205,29 @@ TEST(OverlapAdd, DeterministicAcrossThreadCounts) {
   EXPECT_TRUE(torch::equal(many, again));
 }
 
+// The fused loss overlap-adds band by band, bands taken in whatever order
+// threads come free: every band order must give overlap_add's result, bit
+// for bit, for every dtype.
+TEST(OverlapAdd, BandsInAnyOrderEqualTheOp) {
+  const int64_t L = 2, H = 150, W = 300, h = 24, w = 20, B = 40;
+  for (auto dtype : kAllDtypes) {
+    const auto pat = random_data({B, L, h, w}, dtype, 21);
+    const auto pos = random_positions(B, H, W, h, w, true, real_of(dtype), 22);
+    const auto expected = overlap_add(pat, pos, H, W);
+    const tessera::ops::CpuOverlapAdder adder(pos, L, H, W, h, w, dtype);
+    ASSERT_GE(adder.bands(), 3) << "the test needs several bands";
+    std::vector<int64_t> order(static_cast<size_t>(adder.bands()));
+    for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int64_t>(order.size() - 1 - k);
+    std::swap(order.front(), order[order.size() / 2]);
+    auto out = torch::full({L, H, W}, 7.0, torch::TensorOptions().dtype(dtype));  // every band must be set
+    for (int64_t band : order) adder.add_band(band, pat.data_ptr(), out.data_ptr());
+    EXPECT_TRUE(torch::equal(out, expected)) << dtype;
+  }
+  EXPECT_THROW(tessera::ops::CpuOverlapAdder(torch::full({2, 2}, 290.0, torch::kDouble), 1, H, W, h, w,
+                                             torch::kComplexDouble),
+               tessera::DataError);  // windows outside the object
+}
+
 TEST(Patches, AdjointAllDtypes) {
   // <S x, y> == <x, S^T y> with <a, b> = sum(conj(a) * b).
   const int64_t L = 2, H = 30, W = 27, h = 8, w = 11, B = 12;

@@ -79,8 +79,11 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
         const scalar_t* gp = g.data_ptr<scalar_t>();
         scalar_t* mp = m.data_ptr<scalar_t>();
         scalar_t* vp = v.data_ptr<scalar_t>();
-        // Element-wise: the same result for any thread count.
-        at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+        // Element-wise: the same result for any thread count. Threads only
+        // for large arrays: waking a sleeping worker (OMP_WAIT_POLICY=PASSIVE)
+        // costs tens of microseconds, more than a one-thread pass over the
+        // ~50k values of a 165 x 165 object (about 30 us).
+        at::parallel_for(0, p.numel(), 1 << 18, [&](int64_t begin, int64_t end) {
           adam_update<scalar_t>(pp + begin, gp + begin, mp + begin, vp + begin, end - begin, c);
         });
       });

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "src/ops/ops_internal.h"
@@ -78,58 +79,72 @@ TESSERA_SIMD_CLONES void add_window_rows(const T* __restrict__ P, T* __restrict_
   }
 }
 
-// Adjoint: out[l, r, c] = sum_b (S_b^T patches_b)[l, r, c]. Windows overlap, so
-// instead of scattering (which would need atomics or per-thread copies of the
-// object) each task owns bands of output rows and gathers from every window
-// that touches them. The windows are visited in a fixed order (by top row, then
-// by index), so every output element sums its windows in the same order
-// whatever the thread count: the result is deterministic.
+// Adjoint: out[l, r, c] = sum_b (S_b^T patches_b)[l, r, c]. Windows overlap,
+// so instead of scattering (which would need atomics or per-thread copies of
+// the object) each task owns bands of output rows and gathers from every
+// window that touches them. The windows are visited in a fixed order (by top
+// row, then by index), so every output element sums its windows in the same
+// order whatever the thread count, or the order of the bands: the result is
+// deterministic.
 template <typename T>
-void overlap_add_kernel(const T* __restrict__ patches, const Window<T>* windows, T* __restrict__ out,
-                        int64_t B, int64_t L, int64_t H, int64_t W, int64_t C, int64_t h,
-                        int64_t w) {
-  const int64_t row = w * C, obj_row = W * C;
-  const int64_t total_rows = L * H;
-  // Windows sorted by top row: a band finds the windows touching it by bisection.
-  std::vector<int64_t> order(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) order[b] = b;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return windows[a].y0 < windows[b].y0; });
-  std::vector<int64_t> tops(static_cast<size_t>(B));
-  for (int64_t k = 0; k < B; ++k) tops[k] = windows[order[k]].y0;
-  // Bands of ~64 KiB of output, dealt round-robin to the threads for balance.
-  const int64_t band = std::max<int64_t>(1, (int64_t(64) << 10) / (sizeof(T) * obj_row));
-  const int64_t n_bands = (total_rows + band - 1) / band;
-  const int64_t n_tasks = std::min<int64_t>(n_bands, std::max(1, at::get_num_threads()));
-  at::parallel_for(0, n_tasks, 1, [&](int64_t task_begin, int64_t task_end) {
+struct OverlapAddPlan {
+  std::vector<Window<T>> windows;
+  std::vector<int64_t> order, tops;  // window indices sorted by top row, and their top rows
+  int64_t L, H, W, C, h, w, band_rows, bands;
+
+  OverlapAddPlan(std::vector<Window<T>> wins, int64_t L_, int64_t H_, int64_t W_, int64_t C_, int64_t h_, int64_t w_)
+      : windows(std::move(wins)), L(L_), H(H_), W(W_), C(C_), h(h_), w(w_) {
+    const int64_t B = static_cast<int64_t>(windows.size());
+    order.resize(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) order[b] = b;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t a, int64_t b) { return windows[a].y0 < windows[b].y0; });
+    tops.resize(static_cast<size_t>(B));
+    for (int64_t k = 0; k < B; ++k) tops[k] = windows[order[k]].y0;
+    // Bands of ~64 KiB of output: a band's rows stay in L2 while its windows are added.
+    band_rows = std::max<int64_t>(1, (int64_t(64) << 10) / (static_cast<int64_t>(sizeof(T)) * std::max<int64_t>(W * C, 1)));
+    bands = (L * H + band_rows - 1) / band_rows;
+  }
+
+  // Sets rows [bnd * band_rows, ...) of out (all slices stacked as L * H rows).
+  // v: scratch of w * C + 2 * C reals.
+  void add_band(int64_t bnd, const T* __restrict__ patches, T* __restrict__ out, T* vbuf) const {
+    const int64_t row = w * C, obj_row = W * C, total_rows = L * H;
     // v holds one combined window row, padded with C zeros on both sides, so
     // that out[x0*C + k] += (1-fx) v[k] + fx v[k-C] is one loop over k in [0, row + C).
-    std::vector<T> vbuf(static_cast<size_t>(row + 2 * C), T(0));
-    T* __restrict__ v = vbuf.data() + C;
-    for (int64_t task = task_begin; task < task_end; ++task) {
-      for (int64_t bnd = task; bnd < n_bands; bnd += n_tasks) {
-        const int64_t s_begin = bnd * band, s_end = std::min(total_rows, s_begin + band);
-        std::memset(out + s_begin * obj_row, 0, sizeof(T) * (s_end - s_begin) * obj_row);
-        // Split the band at slice boundaries.
-        for (int64_t s = s_begin; s < s_end;) {
-          const int64_t l = s / H, r_begin = s % H;
-          const int64_t r_end = std::min(H, r_begin + (s_end - s));
-          // A window writes output rows y0 .. y0 + h (h + 1 rows): it touches
-          // [r_begin, r_end) when r_begin - h <= y0 < r_end.
-          auto first = std::lower_bound(tops.begin(), tops.end(), r_begin - h);
-          for (auto it = first; it != tops.end() && *it < r_end; ++it) {
-            const int64_t b = order[it - tops.begin()];
-            const Window<T>& win = windows[b];
-            // (The last row only receives weight fy: skip it when fy == 0.)
-            const int64_t lo = std::max(r_begin, win.y0);
-            const int64_t hi = std::min(r_end, win.y0 + h + (win.fy != T(0) ? 1 : 0));
-            const T* P = patches + (b * L + l) * h * row;
-            add_window_rows<T>(P, out + (l * H * W + win.x0) * C, v, win, lo, hi, W * C, row, C, h);
-          }
-          s += r_end - r_begin;
-        }
+    std::fill(vbuf, vbuf + row + 2 * C, T(0));
+    T* __restrict__ v = vbuf + C;
+    const int64_t s_begin = bnd * band_rows, s_end = std::min(total_rows, s_begin + band_rows);
+    std::memset(out + s_begin * obj_row, 0, sizeof(T) * (s_end - s_begin) * obj_row);
+    // Split the band at slice boundaries.
+    for (int64_t s = s_begin; s < s_end;) {
+      const int64_t l = s / H, r_begin = s % H;
+      const int64_t r_end = std::min(H, r_begin + (s_end - s));
+      // A window writes output rows y0 .. y0 + h (h + 1 rows): it touches
+      // [r_begin, r_end) when r_begin - h <= y0 < r_end.
+      auto first = std::lower_bound(tops.begin(), tops.end(), r_begin - h);
+      for (auto it = first; it != tops.end() && *it < r_end; ++it) {
+        const int64_t b = order[it - tops.begin()];
+        const Window<T>& win = windows[b];
+        // (The last row only receives weight fy: skip it when fy == 0.)
+        const int64_t lo = std::max(r_begin, win.y0);
+        const int64_t hi = std::min(r_end, win.y0 + h + (win.fy != T(0) ? 1 : 0));
+        const T* P = patches + (b * L + l) * h * row;
+        add_window_rows<T>(P, out + (l * H * W + win.x0) * C, v, win, lo, hi, W * C, row, C, h);
       }
+      s += r_end - r_begin;
     }
+  }
+};
+
+template <typename T>
+void overlap_add_kernel(const OverlapAddPlan<T>& plan, const T* __restrict__ patches, T* __restrict__ out) {
+  // Bands dealt round-robin to the tasks, for balance when windows cluster.
+  const int64_t n_tasks = std::min<int64_t>(plan.bands, std::max(1, at::get_num_threads()));
+  at::parallel_for(0, n_tasks, 1, [&](int64_t task_begin, int64_t task_end) {
+    std::vector<T> vbuf(static_cast<size_t>(plan.w * plan.C + 2 * plan.C));
+    for (int64_t task = task_begin; task < task_end; ++task)
+      for (int64_t bnd = task; bnd < plan.bands; bnd += n_tasks) plan.add_band(bnd, patches, out, vbuf.data());
   });
 }
 
@@ -240,6 +255,47 @@ void CpuPatchExtractor::extract(int64_t begin, int64_t end, void* out) const {
     run(obj_r.data_ptr<double>(), st.windows_d, static_cast<double*>(out));
 }
 
+struct CpuOverlapAdder::State {
+  std::unique_ptr<OverlapAddPlan<float>> plan_f;
+  std::unique_ptr<OverlapAddPlan<double>> plan_d;
+};
+
+CpuOverlapAdder::CpuOverlapAdder(const torch::Tensor& positions, int64_t L, int64_t H, int64_t W, int64_t h,
+                                 int64_t w, torch::ScalarType dtype) {
+  constexpr const char* op = "tessera::overlap_add";
+  TESSERA_REQUIRE(Error, positions.device().is_cpu() && positions.dim() == 2 && positions.size(1) == 2, op,
+                  ": positions must be a (B, 2) CPU array, got ", positions.sizes(), " on ", positions.device());
+  TESSERA_REQUIRE(Error, L >= 0 && H >= 0 && W >= 0 && h > 0 && w > 0, op, ": bad sizes (L, H, W, h, w) = (", L, ", ",
+                  H, ", ", W, ", ", h, ", ", w, ")");
+  const bool complex = c10::isComplexType(dtype);
+  const auto real = complex ? c10::toRealValueType(dtype) : dtype;
+  TESSERA_REQUIRE(Error, real == at::kFloat || real == at::kDouble, op, ": unsupported dtype ", dtype);
+  const int64_t C = complex ? 2 : 1;
+  const auto pos = positions.to(real).contiguous();
+  auto st = std::make_shared<State>();
+  if (real == at::kFloat)
+    st->plan_f = std::make_unique<OverlapAddPlan<float>>(detail::compute_windows<float>(op, pos, H, W, h, w), L, H,
+                                                         W, C, h, w);
+  else
+    st->plan_d = std::make_unique<OverlapAddPlan<double>>(detail::compute_windows<double>(op, pos, H, W, h, w), L, H,
+                                                          W, C, h, w);
+  state_ = std::move(st);
+}
+
+int64_t CpuOverlapAdder::bands() const { return state_->plan_f ? state_->plan_f->bands : state_->plan_d->bands; }
+
+void CpuOverlapAdder::add_band(int64_t band, const void* patches, void* out) const {
+  auto run = [&](const auto& plan, auto* o) {
+    using T = std::remove_pointer_t<decltype(o)>;
+    std::vector<T> vbuf(static_cast<size_t>(plan.w * plan.C + 2 * plan.C));
+    plan.add_band(band, static_cast<const T*>(patches), o, vbuf.data());
+  };
+  if (state_->plan_f)
+    run(*state_->plan_f, static_cast<float*>(out));
+  else
+    run(*state_->plan_d, static_cast<double*>(out));
+}
+
 namespace {
 
 at::Tensor overlap_add_cpu(const at::Tensor& patches, const at::Tensor& positions, int64_t H,
@@ -257,16 +313,15 @@ at::Tensor overlap_add_cpu(const at::Tensor& patches, const at::Tensor& position
                   " x ", W);
   const auto pat = patches.contiguous();
   const auto pos = positions.contiguous();
-  const int64_t B = pat.size(0), L = pat.size(1), h = pat.size(2), w = pat.size(3);
+  const int64_t L = pat.size(1), h = pat.size(2), w = pat.size(3);
   auto out = at::empty({L, H, W}, pat.options());
   const auto pat_r = detail::real_view(pat);
   auto out_r = detail::real_view(out);
   const int64_t C = detail::channels(pat);
   AT_DISPATCH_FLOATING_TYPES(pat_r.scalar_type(), "overlap_add_cpu", [&] {
-    const auto windows = detail::compute_windows<scalar_t>(op, pos, H, W, h, w);
+    const OverlapAddPlan<scalar_t> plan(detail::compute_windows<scalar_t>(op, pos, H, W, h, w), L, H, W, C, h, w);
     if (out.numel() == 0) return;
-    overlap_add_kernel<scalar_t>(pat_r.data_ptr<scalar_t>(), windows.data(),
-                                 out_r.data_ptr<scalar_t>(), B, L, H, W, C, h, w);
+    overlap_add_kernel<scalar_t>(plan, pat_r.data_ptr<scalar_t>(), out_r.data_ptr<scalar_t>());
   });
   return out;
 }
