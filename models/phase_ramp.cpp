@@ -1,7 +1,10 @@
 #include "models/phase_ramp.h"
 
+#include <ATen/Dispatch.h>
+
 #include <cmath>
 #include <complex>
+#include <vector>
 
 #include "src/error.h"
 
@@ -10,30 +13,49 @@ namespace {
 
 torch::Tensor as_complex(const torch::Tensor& t) { return t.is_complex() ? t : torch::view_as_complex(t); }
 
-// Circular pairs: the sum is then exactly sum_q |F P(q)|^2 exp(2 pi i q / n),
-// whose angle is the circular mean of the far-field frequencies.
-double mean_step(const torch::Tensor& p, int64_t dim) {
-  auto s = (torch::roll(p, {-1}, {dim}) * torch::conj(p)).sum();
-  return std::arg(std::complex<double>(torch::real(s).item<double>(), torch::imag(s).item<double>()));
-}
-
-// exp(i sign k.r) on an (h, w) grid starting at (y0, x0), computed in double
-// from global coordinates: a pixel gets the same factor on its owner and in
-// every halo that holds it. Separable: h + w complex exponentials, not h w.
-torch::Tensor phase_factor(int64_t h, int64_t w, int64_t y0, int64_t x0, std::pair<double, double> k, double sign) {
-  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
-  auto phase_y = torch::arange(y0, y0 + h, opts).view({h, 1}) * (k.first * sign);
-  auto phase_x = torch::arange(x0, x0 + w, opts).view({1, w}) * (k.second * sign);
-  return torch::polar(torch::ones_like(phase_y), phase_y) * torch::polar(torch::ones_like(phase_x), phase_x);
+// exp(i sign k.r) on an (h, w) grid starting at (y0, x0), in the complex
+// `dtype`, on the CPU. The row and column factors come from global
+// coordinates, in double: a pixel gets the same factor on its owner and in
+// every halo that holds it. Separable: h + w complex exponentials, and one
+// product per pixel (plain loops: this runs every iteration).
+torch::Tensor phase_factor(int64_t h, int64_t w, int64_t y0, int64_t x0, std::pair<double, double> k, double sign,
+                           torch::ScalarType dtype) {
+  std::vector<std::complex<double>> row(static_cast<size_t>(h)), column(static_cast<size_t>(w));
+  for (int64_t i = 0; i < h; ++i) row[i] = std::polar(1.0, static_cast<double>(y0 + i) * k.first * sign);
+  for (int64_t j = 0; j < w; ++j) column[j] = std::polar(1.0, static_cast<double>(x0 + j) * k.second * sign);
+  auto out = torch::empty({h, w}, torch::TensorOptions().dtype(dtype));
+  AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(dtype), "phase_factor", [&] {
+    using C = std::complex<scalar_t>;
+    auto* o = reinterpret_cast<C*>(out.data_ptr());
+    for (int64_t i = 0; i < h; ++i) {
+      const C r(row[i]);
+      for (int64_t j = 0; j < w; ++j) o[i * w + j] = r * C(column[j]);
+    }
+  });
+  return out;
 }
 
 }  // namespace
 
 std::pair<double, double> probe_phase_ramp(const torch::Tensor& probe) {
   torch::NoGradGuard no_grad;
-  auto p = as_complex(probe.detach()).to(torch::kComplexDouble);
+  auto p = as_complex(probe.detach()).to(torch::kCPU, torch::kComplexDouble).contiguous();
   TESSERA_REQUIRE(Error, p.dim() >= 2, "the probe must be a (modes, h, w) array, got ", p.sizes());
-  return {mean_step(p, -2), mean_step(p, -1)};
+  // Circular pairs: each sum is then exactly sum_q |F P(q)|^2 exp(2 pi i q / n),
+  // whose angle is the circular mean of the far-field frequencies.
+  const int64_t h = p.size(-2), w = p.size(-1), planes = p.numel() / std::max<int64_t>(h * w, 1);
+  const auto* z = reinterpret_cast<const std::complex<double>*>(p.data_ptr());
+  std::complex<double> sy = 0, sx = 0;
+  for (int64_t m = 0; m < planes; ++m)
+    for (int64_t i = 0; i < h; ++i) {
+      const auto* r = z + (m * h + i) * w;
+      const auto* below = z + (m * h + (i + 1) % h) * w;
+      for (int64_t j = 0; j < w; ++j) {
+        sy += below[j] * std::conj(r[j]);
+        sx += r[(j + 1) % w] * std::conj(r[j]);
+      }
+    }
+  return {std::arg(sy), std::arg(sx)};
 }
 
 PhaseRampMove move_phase_ramp_to_object(torch::Tensor probe, torch::Tensor object, const Rect& extent,
@@ -44,9 +66,11 @@ PhaseRampMove move_phase_ramp_to_object(torch::Tensor probe, torch::Tensor objec
   TESSERA_REQUIRE(Error, o.dim() == 3 && o.size(1) == extent.h && o.size(2) == extent.w, "object array ", o.sizes(),
                   " does not match its extent ", extent.str());
   PhaseRampMove move;
-  move.probe = phase_factor(p.size(-2), p.size(-1), 0, 0, k, -1.0).to(p.dtype()).to(p.device()).unsqueeze(0);
-  move.object = torch::ones(o.sizes(), o.options());
-  move.object[0].copy_(phase_factor(extent.h, extent.w, extent.y0, extent.x0, k, +1.0));
+  move.probe = phase_factor(p.size(-2), p.size(-1), 0, 0, k, -1.0, p.scalar_type()).to(p.device()).unsqueeze(0);
+  move.object = phase_factor(extent.h, extent.w, extent.y0, extent.x0, k, +1.0, o.scalar_type()).to(o.device());
+  move.object = o.size(0) == 1 ? move.object.unsqueeze(0)
+                               : torch::cat({move.object.unsqueeze(0), torch::ones({o.size(0) - 1, extent.h, extent.w},
+                                                                                 o.options())});
   p.mul_(move.probe);
   o.mul_(move.object);
   return move;

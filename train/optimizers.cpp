@@ -1,5 +1,8 @@
 #include "train/optimizers.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
 #include <map>
 
 #include "src/error.h"
@@ -60,9 +63,28 @@ void rotate_moment(torch::Tensor& m, const torch::Tensor& u) {
   c.mul_(u.to(c.dtype()));
 }
 
+// (re, im) second moments under z -> u z, |u| = 1: re' = cos^2 re + sin^2 im,
+// im' = sin^2 re + cos^2 im. One pass on the CPU (this runs every iteration,
+// over the whole object); tensor operations elsewhere.
 void rotate_second_moment(torch::Tensor& v, const torch::Tensor& u) {
   if (!v.defined() || v.numel() == 0) return;
-  auto cos2 = torch::real(u).pow(2).to(v.dtype()), sin2 = torch::imag(u).pow(2).to(v.dtype());
+  const auto uv = u.to(c10::toComplexType(v.scalar_type())).expand(v.sizes().slice(0, v.dim() - 1)).contiguous();
+  if (v.device().is_cpu() && v.is_contiguous()) {
+    AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "rotate_second_moment", [&] {
+      auto* pv = v.data_ptr<scalar_t>();
+      const auto* pu = reinterpret_cast<const scalar_t*>(uv.data_ptr());
+      at::parallel_for(0, uv.numel(), 1 << 17, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const scalar_t c2 = pu[2 * i] * pu[2 * i], s2 = pu[2 * i + 1] * pu[2 * i + 1];
+          const scalar_t re = pv[2 * i], im = pv[2 * i + 1];
+          pv[2 * i] = c2 * re + s2 * im;
+          pv[2 * i + 1] = s2 * re + c2 * im;
+        }
+      });
+    });
+    return;
+  }
+  auto cos2 = torch::real(uv).pow(2), sin2 = torch::imag(uv).pow(2);
   auto re = v.select(-1, 0), im = v.select(-1, 1);
   auto new_re = cos2 * re + sin2 * im, new_im = sin2 * re + cos2 * im;
   re.copy_(new_re);
