@@ -62,20 +62,6 @@ Measurement check_measurement(const char* op, const torch::Tensor& waves, int64_
   return m;
 }
 
-// Asks for the block's measured frames ahead of the loss pass, so that they
-// come from memory while the FFT runs: the frames of a shuffled mini-batch
-// are scattered over the whole stack, usually out of cache, and the loss pass
-// otherwise waits on them.
-template <typename T>
-void prefetch_frames(const Measurement& meas, int64_t b0, int64_t len, int64_t n) {
-  constexpr int64_t kLine = 64 / sizeof(T);
-  const T* measured = meas.measured.data_ptr<T>();
-  for (int64_t b = b0; b < b0 + len; ++b) {
-    const T* frame = measured + meas.frame(b) * n;
-    for (int64_t k = 0; k < n; k += kLine) __builtin_prefetch(frame + k, 0, 2);
-  }
-}
-
 // Pattern order: the same sum for any thread count.
 double sum_in_order(const std::vector<double>& values) {
   double total = 0;
@@ -313,7 +299,6 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
             windows.extract(b0, b0 + len, patches.data_ptr());
             auto waves = psi.narrow(0, 0, len);
             form_exit_waves<T>(probe_p, ptr(patches), ptr(waves), len, M, n);
-            prefetch_frames<T>(meas, b0, len, n);
             auto Psi = far_field(waves).contiguous();
             block_loss<T>(ptr(Psi), meas, b0, len, M, n, loss, residual, per_pattern.data());
             if (residual) {
