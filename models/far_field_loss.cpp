@@ -297,7 +297,7 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
           for (int64_t blk; (blk = next_block.fetch_add(1)) < blocks;) {
             const int64_t b0 = blk * per_block, len = std::min(per_block, B - b0);
             windows.extract(b0, b0 + len, patches.data_ptr());
-            auto waves = psi.narrow(0, 0, len);
+            auto waves = len == per_block ? psi : psi.narrow(0, 0, len);
             form_exit_waves<T>(probe_p, ptr(patches), ptr(waves), len, M, n);
             auto Psi = far_field(waves).contiguous();
             block_loss<T>(ptr(Psi), meas, b0, len, M, n, loss, residual, per_pattern.data());
