@@ -273,8 +273,7 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
     if (want_probe) probe_partials = torch::empty({std::max<int64_t>(blocks, 1), M, h, w}, probe.options());
     std::unique_ptr<ops::CpuOverlapAdder> adder;
     if (want_object) {
-      adder = std::make_unique<ops::CpuOverlapAdder>(positions, 1, object_in.size(1), object_in.size(2), h, w,
-                                                     probe.scalar_type());
+      adder = std::make_unique<ops::CpuOverlapAdder>(windows);
       grad_object = torch::empty({1, object_in.size(1), object_in.size(2)}, probe.options());
     }
     std::vector<double> per_pattern(static_cast<size_t>(B), 0.0);

@@ -38,8 +38,9 @@ torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tenso
 // that stay in cache from the object windows to their gradients. Those are
 // computed in the forward pass (the loss is a scalar at the end of the graph),
 // and so is their overlap-add into the object gradient, in the same parallel
-// region; backward only hands the gradients over. One backward per forward. object (1, H, W) complex, positions (B, 2) real (as
-// extract_patches), probe (M, h, w) complex of the same precision.
+// region; backward only hands the gradients over. One backward per forward.
+// object (1, H, W) complex, positions (B, 2) real (as extract_patches), probe
+// (M, h, w) complex of the same precision.
 // Differentiable with respect to object, positions and probe. Returns weight
 // times the loss: a mini-batch's 1 / batch size rides along with the
 // gradient products, instead of a product node in the graph and a pass over

@@ -39,9 +39,9 @@ torch::Tensor PtychoModelImpl::data_loss(const torch::Tensor& positions, const t
                                          double weight) {
   auto weighted = [weight](torch::Tensor value) { return weight == 1 ? value : value * weight; };
   if (!loss.pixelwise.available() || !object_real.device().is_cpu() || positions.size(0) == 0) {
-    if (!rows.defined()) return weighted(loss.function(forward(positions), measured, valid));
-    const auto frame_valid = valid.defined() && valid.dim() == 3 ? valid.index_select(0, rows) : valid;
-    return weighted(loss.function(forward(positions), measured.index_select(0, rows), frame_valid));
+    const bool per_frame_mask = rows.defined() && valid.defined() && valid.dim() == 3;
+    return weighted(loss.function(forward(positions), rows.defined() ? measured.index_select(0, rows) : measured,
+                                  per_frame_mask ? valid.index_select(0, rows) : valid));
   }
   if (object_real.size(0) > 1)
     return weighted(far_field_loss(exit_waves(positions), measured, valid, loss.pixelwise, rows));

@@ -214,7 +214,9 @@ TEST(OverlapAdd, BandsInAnyOrderEqualTheOp) {
     const auto pat = random_data({B, L, h, w}, dtype, 21);
     const auto pos = random_positions(B, H, W, h, w, true, real_of(dtype), 22);
     const auto expected = overlap_add(pat, pos, H, W);
-    const tessera::ops::CpuOverlapAdder adder(pos, L, H, W, h, w, dtype);
+    const tessera::ops::CpuPatchExtractor windows(torch::zeros({L, H, W}, torch::TensorOptions().dtype(dtype)), pos,
+                                                  h, w);
+    const tessera::ops::CpuOverlapAdder adder(windows);
     ASSERT_GE(adder.bands(), 3) << "the test needs several bands";
     std::vector<int64_t> order(static_cast<size_t>(adder.bands()));
     for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int64_t>(order.size() - 1 - k);
@@ -223,8 +225,9 @@ TEST(OverlapAdd, BandsInAnyOrderEqualTheOp) {
     for (int64_t band : order) adder.add_band(band, pat.data_ptr(), out.data_ptr());
     EXPECT_TRUE(torch::equal(out, expected)) << dtype;
   }
-  EXPECT_THROW(tessera::ops::CpuOverlapAdder(torch::full({2, 2}, 290.0, torch::kDouble), 1, H, W, h, w,
-                                             torch::kComplexDouble),
+  // The adder takes the extractor's windows, validated there.
+  EXPECT_THROW(tessera::ops::CpuPatchExtractor(torch::zeros({1, H, W}, torch::kComplexDouble),
+                                               torch::full({2, 2}, 290.0, torch::kDouble), h, w),
                tessera::DataError);  // windows outside the object
 }
 

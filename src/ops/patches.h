@@ -52,22 +52,23 @@ class CpuPatchExtractor {
   void extract(int64_t begin, int64_t end, void* out) const;
 
  private:
+  friend class CpuOverlapAdder;
   struct State;
   std::shared_ptr<const State> state_;
 };
 
-// The adjoint for the same fused operators: overlap_add's output computed
-// band by band of output rows (all L slices stacked as L * H rows), so that
-// threads that already hold the window gradients can share the bands out as
-// they come free. Bands are independent, and each output element sums its
-// windows in a fixed order: the result is overlap_add's, bit for bit, for any
-// thread count or band order. add_band(band, patches, out) sets that band of
-// out (L, H, W) from patches (B, L, h, w), both contiguous in `dtype`.
-// Windows are validated as extract_patches does. Thread-safe.
+// The adjoint of an extractor's windows, for the same fused operators:
+// overlap_add's output computed band by band of output rows (all L slices
+// stacked as L * H rows), so that threads that already hold the window
+// gradients can share the bands out as they come free. Bands are
+// independent, and each output element sums its windows in a fixed order:
+// the result is overlap_add's, bit for bit, for any thread count or band
+// order. add_band(band, patches, out) sets that band of out (L, H, W) from
+// patches (B, L, h, w), both contiguous in the extractor's object dtype.
+// Thread-safe.
 class CpuOverlapAdder {
  public:
-  CpuOverlapAdder(const torch::Tensor& positions, int64_t L, int64_t H, int64_t W, int64_t h, int64_t w,
-                  torch::ScalarType dtype);
+  explicit CpuOverlapAdder(const CpuPatchExtractor& windows);
   int64_t bands() const;
   void add_band(int64_t band, const void* patches, void* out) const;
 

@@ -260,25 +260,14 @@ struct CpuOverlapAdder::State {
   std::unique_ptr<OverlapAddPlan<double>> plan_d;
 };
 
-CpuOverlapAdder::CpuOverlapAdder(const torch::Tensor& positions, int64_t L, int64_t H, int64_t W, int64_t h,
-                                 int64_t w, torch::ScalarType dtype) {
-  constexpr const char* op = "tessera::overlap_add";
-  TESSERA_REQUIRE(Error, positions.device().is_cpu() && positions.dim() == 2 && positions.size(1) == 2, op,
-                  ": positions must be a (B, 2) CPU array, got ", positions.sizes(), " on ", positions.device());
-  TESSERA_REQUIRE(Error, L >= 0 && H >= 0 && W >= 0 && h > 0 && w > 0, op, ": bad sizes (L, H, W, h, w) = (", L, ", ",
-                  H, ", ", W, ", ", h, ", ", w, ")");
-  const bool complex = c10::isComplexType(dtype);
-  const auto real = complex ? c10::toRealValueType(dtype) : dtype;
-  TESSERA_REQUIRE(Error, real == at::kFloat || real == at::kDouble, op, ": unsupported dtype ", dtype);
-  const int64_t C = complex ? 2 : 1;
-  const auto pos = positions.to(real).contiguous();
+CpuOverlapAdder::CpuOverlapAdder(const CpuPatchExtractor& windows) {
+  // The extractor's windows, already validated against the object.
+  const auto& w = *windows.state_;
   auto st = std::make_shared<State>();
-  if (real == at::kFloat)
-    st->plan_f = std::make_unique<OverlapAddPlan<float>>(detail::compute_windows<float>(op, pos, H, W, h, w), L, H,
-                                                         W, C, h, w);
+  if (c10::toRealValueType(w.object.scalar_type()) == at::kDouble)
+    st->plan_d = std::make_unique<OverlapAddPlan<double>>(w.windows_d, w.L, w.H, w.W, w.C, w.h, w.w);
   else
-    st->plan_d = std::make_unique<OverlapAddPlan<double>>(detail::compute_windows<double>(op, pos, H, W, h, w), L, H,
-                                                          W, C, h, w);
+    st->plan_f = std::make_unique<OverlapAddPlan<float>>(w.windows_f, w.L, w.H, w.W, w.C, w.h, w.w);
   state_ = std::move(st);
 }
 
