@@ -2,6 +2,7 @@
 // What a ptychography data set holds, in the units the reconstruction uses.
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <torch/torch.h>
 
@@ -20,6 +21,14 @@ struct ExperimentGeometry {
   // then fixes the sample pixel as 1 / (N dk). 0 = far-field geometry above.
   double reciprocal_pixel_y_per_m = 0;
   double reciprocal_pixel_x_per_m = 0;
+  // Where the zero order (the undiffracted beam) falls, [y, x] in pixels of
+  // the frames as stored (pixel centres at integers). Real detectors are not
+  // centred on the beam, and the offset is usually sub-pixel. Unset until the
+  // file, the user (--zero-order) or the data (centre of mass of the mean
+  // pattern, ScanProblem) fixes it. The forward model's own zero order is
+  // pixel [h/2, w/2]; the probe carries the difference as a tilt.
+  std::optional<std::pair<double, double>> zero_order_px;
+  std::string zero_order_source;  // "file", "option" or "data", for messages
 
   bool has_reciprocal_calibration() const { return reciprocal_pixel_y_per_m > 0 && reciprocal_pixel_x_per_m > 0; }
   // Sample-plane pixel size of far-field data: lambda * z / (N * p), or 1 / (N * dk).
