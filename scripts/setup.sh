@@ -11,6 +11,7 @@ packages=(
   libgtest-dev googletest           # test suite
   libpng-dev                        # PNG previews of the reconstruction
   python3-torch                     # torchrun, and the prior-training script
+  python3-numpy python3-h5py        # scripts/sim: the independent simulator
 )
 
 missing=()
