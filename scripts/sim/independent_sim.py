@@ -269,11 +269,19 @@ def scan_centres_px(args, rng):
         if args.scan == "jittered":
             c += rng.uniform(-args.jitter_px, args.jitter_px, c.shape)
         return c
-    # Fermat spiral with the same density as the raster (one point per step^2).
-    i = np.arange(args.positions, dtype=np.float64)
-    r = step / math.sqrt(math.pi) * np.sqrt(i + 0.5)
+    # Fermat spiral clipped to the raster's square field of view, as beamlines
+    # scan a rectangle with it, with the same number of points: the scanned
+    # field (and the region tessera scores) is then the raster's, not a disc
+    # whose bounding box has unlit corners.
+    side = int(round(math.sqrt(args.positions)))
+    half = (side - 1) * step / 2
+    c = 2 * half / math.sqrt(math.pi * args.positions)
+    i = np.arange(4 * args.positions, dtype=np.float64)
+    r = c * np.sqrt(i + 0.5)
     theta = i * math.pi * (3 - math.sqrt(5))
-    return np.stack([r * np.sin(theta), r * np.cos(theta)], 1)
+    pts = np.stack([r * np.sin(theta), r * np.cos(theta)], 1)
+    pts = pts[np.all(np.abs(pts) <= half, 1)][:args.positions]
+    return pts + half
 
 
 def tessera_corners(positions_m_yx, pixel_y, pixel_x, h, w):
