@@ -9,8 +9,8 @@
 #    /tmp/tessera-sim-sanity) and checks the file with check_convention.py;
 # 2. reconstructs it (100 iterations, one thread; flags default to
 #    --no-probe-centring --no-defocus-search, with which tessera's score does
-#    not depend on its probe-start heuristics) and requires a correlation with
-#    the truth >= 0.99.
+#    not depend on its probe-start heuristics; `--defaults` runs tessera's
+#    defaults) and requires a correlation with the truth >= 0.99.
 # Exit status 0 when both pass.
 set -euo pipefail
 if (($# < 1)); then
@@ -22,6 +22,7 @@ out=${2:-/tmp/tessera-sim-sanity}
 shift $(($# >= 2 ? 2 : 1))
 flags=("$@")
 ((${#flags[@]})) || flags=(--no-probe-centring --no-defocus-search)
+[ "${flags[0]}" = --defaults ] && flags=("${flags[@]:1}")
 here=$(cd "$(dirname "$0")" && pwd)
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$out"
@@ -34,7 +35,7 @@ log="$out/reconstruct.log"
 nice "$bin" reconstruct "$data" -o "$out/result.h5" --iterations 100 --threads 1 "${flags[@]}" > "$log" 2>&1 ||
   { tail -5 "$log"; echo "sanity check FAILED: tessera exited with an error (log $log)"; exit 1; }
 score=$(grep -o 'correlation with the true object [0-9.e+-]*' "$log" | awk '{print $NF}')
-echo "tessera ${flags[*]}: correlation with the true object $score"
+echo "tessera ${flags[*]:-(defaults)}: correlation with the true object $score"
 if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s >= 0.99) }'; then
   echo "sanity check passed"
 else
