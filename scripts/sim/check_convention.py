@@ -10,12 +10,14 @@ simulator bug rather than a tessera failure):
    at [h/2, w/2] + the beam tilt), the window taken from the truth object by
    bilinear interpolation at those corners (the object is continuous, so the
    agreement is close, not exact: the printed relative error measures the
-   interpolation error, and a convention error - a corner off by a pixel, x
-   and y swapped, a wrong shift - makes it order one);
+   interpolation error; on the noiseless aperture it is 4.6e-4, and moving
+   every truth corner by one pixel raises it to 9.4e-3, so noiseless files
+   are held to 2e-3; on noisy files the amplitude residual less the Poisson
+   variance is a weaker check, held to 0.05);
 3. the zero order (centre of mass of the mean pattern) is where the file's
    simulation settings put it.
 
-  /usr/bin/python3 scripts/sim/check_convention.py FILE.cxi [--tolerance 0.05]
+  /usr/bin/python3 scripts/sim/check_convention.py FILE.cxi [--tolerance T]
 Exit status 1 when a check fails.
 """
 import argparse
@@ -42,7 +44,8 @@ def bilinear_windows(obj, corners, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("file")
-    ap.add_argument("--tolerance", type=float, default=0.05, help="largest relative L2 error of the frames")
+    ap.add_argument("--tolerance", type=float, default=None,
+                    help="largest relative L2 error of the frames (default 2e-3 noiseless, 0.05 with noise)")
     args = ap.parse_args()
     ok = True
     with h5py.File(args.file, "r") as f:
@@ -80,7 +83,8 @@ def main():
     rel = math.sqrt(max(num, 0) / den)
     print(f"frames vs |FFT(probe * bilinear truth window)|^2: relative error {rel:.3g}"
           f" ({'intensity' if noiseless else 'amplitude, noise variance removed'}) on {len(sel)} frames")
-    ok &= rel < args.tolerance
+    tolerance = args.tolerance if args.tolerance is not None else (2e-3 if noiseless else 0.05)
+    ok &= rel < tolerance
 
     mean = frames.mean(0)
     yy, xx = np.indices(mean.shape)
