@@ -70,7 +70,7 @@ Outcome reconstruct(ScanProblem problem, ReconstructionSettings s, const Options
   }
   if (std::getenv("PROBE_FROM")) s.probe_from = std::atoi(std::getenv("PROBE_FROM"));
   if (std::getenv("RATE_SCALE")) s.rate_scale = std::atof(std::getenv("RATE_SCALE"));
-  if (std::getenv("NO_CENTRE")) s.centre_probe = false;
+  if (std::getenv("NO_CENTRE")) s.phase_ramp_gauge = "off";
   if (std::getenv("SEED")) s.seed = std::atoi(std::getenv("SEED"));
   if (std::getenv("SEARCH")) s.position_search_every = std::atoi(std::getenv("SEARCH"));
   s.iterations = o.iterations;

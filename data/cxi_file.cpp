@@ -245,6 +245,58 @@ CxiFile::CxiFile(const std::string& path) {
     (key == keys::kXPixelSize ? s.geometry.detector_pixel_x_m : s.geometry.detector_pixel_y_m) = p;
   }
 
+  // ---- zero order (optional): where the direct beam meets the detector
+  {
+    const bool by = f.exists(keys::kBeamCenterY), bx = f.exists(keys::kBeamCenterX);
+    if (by != bx)
+      s.fail(by ? keys::kBeamCenterY : keys::kBeamCenterX, std::string("is given without ") +
+                                                           (by ? keys::kBeamCenterX : keys::kBeamCenterY) +
+                                                           ": the beam centre needs both coordinates");
+    auto finite_scalar = [&](const std::string& key, const std::string& what) {
+      h5::Dataset d = f.dataset(key);
+      if (!is_real_number(d.type()) || d.numel() != 1)
+        s.fail(key, "must be a single number: the " + what);
+      const double v = d.read_scalar();
+      if (!std::isfinite(v)) s.fail(key, "is " + fmt(v, "%.6g") + "; the " + what + " must be finite");
+      return v;
+    };
+    std::optional<std::pair<double, double>> z;
+    if (by && bx) {
+      // NeXus lets the unit be pixels or a length; CXI's default is metres.
+      auto in_pixels = [&](const char* key, double pixel_m) {
+        h5::Dataset d = f.dataset(key);
+        std::string unit = d.has_attribute("units") ? d.read_string_attribute("units") : "m";
+        const double v = finite_scalar(key, "beam centre (metres from the centre of the first pixel, or pixels with "
+                                            "units = \"pixel\")");
+        if (unit == "pixel" || unit == "pixels" || unit == "px") return v;
+        if (unit == "m" || unit == "metre" || unit == "meter" || unit == "metres" || unit == "meters") return v / pixel_m;
+        s.fail(key, "has units \"" + unit + "\"; expected \"m\" or \"pixel\"");
+        return 0.0;
+      };
+      z = std::make_pair(in_pixels(keys::kBeamCenterY, s.geometry.detector_pixel_y_m),
+                         in_pixels(keys::kBeamCenterX, s.geometry.detector_pixel_x_m));
+    } else if (f.exists(keys::kCornerPosition)) {
+      h5::Dataset d = f.dataset(keys::kCornerPosition);
+      if (!is_real_number(d.type()) || d.numel() != 3)
+        s.fail(keys::kCornerPosition, "must hold 3 numbers (x, y, z of the first pixel's outer corner, metres)");
+      auto c = d.read(torch::kDouble).reshape({-1});
+      if (!torch::isfinite(c).all().item<bool>()) s.fail(keys::kCornerPosition, "holds NaN or infinite values");
+      // The beam (x = y = 0) lies -corner / pixel from the corner, half a pixel less from the first pixel's centre.
+      z = std::make_pair(-c[1].item<double>() / s.geometry.detector_pixel_y_m - 0.5,
+                         -c[0].item<double>() / s.geometry.detector_pixel_x_m - 0.5);
+    }
+    if (z) {
+      const double h = static_cast<double>(s.geometry.frame_h), w = static_cast<double>(s.geometry.frame_w);
+      if (z->first < 0 || z->first > h - 1 || z->second < 0 || z->second > w - 1)
+        s.fail(by ? keys::kBeamCenterY : keys::kCornerPosition,
+               "puts the zero order at pixel (" + fmt(z->first, "%.2f") + ", " + fmt(z->second, "%.2f") +
+                   "), outside the " + std::to_string(s.geometry.frame_h) + " x " + std::to_string(s.geometry.frame_w) +
+                   " frames; ptychography needs the direct beam on the detector");
+      s.geometry.zero_order_px = z;
+      s.geometry.zero_order_source = "file";
+    }
+  }
+
   // ---- wavelength / energy
   {
     const bool has_wl = f.exists(keys::kWavelength) || f.is_dangling_link(keys::kWavelength);

@@ -17,6 +17,13 @@
 //   /entry_1/instrument_1/source_1/wavelength  metres; takes precedence over
 //   /entry_1/instrument_1/source_1/energy      joules (one of the two is required)
 //   /entry_1/instrument_1/detector_1/mask      optional (y, x) integer, non-zero = pixel not used
+//   /entry_1/instrument_1/detector_1/beam_center_y, beam_center_x     optional zero order: metres from the
+//                                                                     first pixel's centre, or pixels with
+//                                                                     attribute units = "pixel"
+//   /entry_1/instrument_1/detector_1/corner_position                  optional (3,) x, y, z of the first
+//                                                                     pixel's outer corner relative to the
+//                                                                     beam (metres); used when there is no
+//                                                                     beam centre
 //   /entry_1/instrument_1/source_1/illumination (or source_1/probe)  optional probe guess
 //   /entry_1/tessera_truth/{object, probe, positions_px}             optional ground truth
 //
@@ -49,6 +56,9 @@ inline constexpr char kDistance[] = "/entry_1/instrument_1/detector_1/distance";
 inline constexpr char kXPixelSize[] = "/entry_1/instrument_1/detector_1/x_pixel_size";
 inline constexpr char kYPixelSize[] = "/entry_1/instrument_1/detector_1/y_pixel_size";
 inline constexpr char kMask[] = "/entry_1/instrument_1/detector_1/mask";
+inline constexpr char kBeamCenterX[] = "/entry_1/instrument_1/detector_1/beam_center_x";
+inline constexpr char kBeamCenterY[] = "/entry_1/instrument_1/detector_1/beam_center_y";
+inline constexpr char kCornerPosition[] = "/entry_1/instrument_1/detector_1/corner_position";
 inline constexpr char kEnergy[] = "/entry_1/instrument_1/source_1/energy";
 inline constexpr char kWavelength[] = "/entry_1/instrument_1/source_1/wavelength";
 inline constexpr char kIllumination[] = "/entry_1/instrument_1/source_1/illumination";

@@ -178,6 +178,11 @@ void write_file(const std::string& tmp, const Prepared& p, const CxiWriteOptions
   metres(keys::kYPixelSize, g.detector_pixel_y_m);
   f.write_scalar(keys::kEnergy, p.energy).write_attribute("units", std::string("J"));
   metres(keys::kWavelength, p.wavelength);
+  if (g.zero_order_px) {
+    // In pixels (NeXus allows it with the unit stated): exact for any detector.
+    f.write_scalar(keys::kBeamCenterY, g.zero_order_px->first).write_attribute("units", std::string("pixel"));
+    f.write_scalar(keys::kBeamCenterX, g.zero_order_px->second).write_attribute("units", std::string("pixel"));
+  }
   if (p.mask) {
     h5::DatasetOptions o;
     o.file_type = h5::FileType::uint32;

@@ -34,6 +34,7 @@ struct CxiWriteOptions {
 //   /entry_1/instrument_1/detector_1/data (N, h, w) float32, attribute axes = "translation:y:x"
 //   /entry_1/instrument_1/detector_1/{distance, x_pixel_size, y_pixel_size} (m)
 //   /entry_1/instrument_1/detector_1/mask (h, w) uint32 (when given)
+//   /entry_1/instrument_1/detector_1/beam_center_{y,x} in pixels, units = "pixel" (when geometry.zero_order_px is set)
 //   /entry_1/instrument_1/source_1/{energy (J), wavelength (m)}
 //   /entry_1/instrument_1/source_1/illumination complex64 (when given; (h, w) for one mode)
 //   /entry_1/sample_1/geometry_1/translation (N, 3) float64

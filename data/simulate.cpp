@@ -7,6 +7,7 @@
 #include "data/phantom.h"
 #include "models/probe_init.h"
 #include "models/propagation.h"
+#include "models/zero_order.h"
 #include "models/ptycho_model.h"
 #include "src/electron_optics.h"
 #include "src/error.h"
@@ -124,12 +125,15 @@ CxiContent simulate(const SimulationSettings& s) {
       auto power = torch::view_as_real(probe[m]).pow(2).sum().item<double>();
       probe[m] *= std::sqrt(weights[m].item<double>() / power);
     }
-    return probe;
+    return tilt_probe(probe, {s.zero_order_offset_y_px, s.zero_order_offset_x_px});
   };
   Simulated sim = run_scan(s, geo, s.step_px, s.jitter_px, make_probe);
 
   CxiContent c;
   c.geometry = geo;
+  if (s.write_beam_centre)
+    c.geometry.zero_order_px = std::make_pair(static_cast<double>(s.frame / 2) + s.zero_order_offset_y_px,
+                                              static_cast<double>(s.frame / 2) + s.zero_order_offset_x_px);
   c.frames = sim.frames;
   const int64_t n = sim.frames.size(0);
   auto z = torch::zeros({n, 1}, torch::kFloat64);

@@ -24,6 +24,13 @@ struct SimulationSettings {
   int64_t probe_modes = 1;         // incoherent modes in the true probe
   double aperture_fraction = 0.35; // probe aperture, fraction of the Nyquist radius
   double defocus_rad = 8.0;        // probe defocus: quadratic phase at the aperture edge
+  // Detector offset: the zero order falls this many pixels [y, x] from the
+  // frame centre (sub-pixel allowed), as on a real detector that is not
+  // centred on the beam. Simulated as a tilt of the true probe (exact).
+  double zero_order_offset_y_px = 0, zero_order_offset_x_px = 0;
+  // Write that zero order as the detector's beam centre, as an instrument
+  // calibrated without the sample would; false leaves it to be estimated.
+  bool write_beam_centre = true;
   int64_t slices = 1;              // object slices (multislice)
   double slice_thickness_m = 0;    // distance between slices (multislice only)
   // Phase of each slice as a fraction of the phantom's (0.5 rad RMS); 0 = 1 / slices,

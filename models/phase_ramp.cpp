@@ -58,6 +58,26 @@ std::pair<double, double> probe_phase_ramp(const torch::Tensor& probe) {
   return {std::arg(sy), std::arg(sx)};
 }
 
+PhaseStepSums object_phase_step_sums(const torch::Tensor& object, const torch::Tensor& weight_y,
+                                     const torch::Tensor& weight_x) {
+  torch::NoGradGuard no_grad;
+  auto o = as_complex(object.detach());
+  TESSERA_REQUIRE(Error, o.dim() == 3, "the object must be an (L, H, W) array, got ", o.sizes());
+  auto first = o[0];
+  auto sum = [&](int dim, const torch::Tensor& w) {
+    const int64_t n = first.size(dim);
+    TESSERA_REQUIRE(Error, w.dim() == 2 && w.size(dim) == n - 1 && w.size(1 - dim) == first.size(1 - dim),
+                    "phase-step weight ", w.sizes(), " does not match the object ", first.sizes());
+    auto pairs = first.slice(dim, 1) * torch::conj(first.slice(dim, 0, n - 1));
+    auto s = (torch::view_as_real(pairs) * w.unsqueeze(-1).to(pairs.device())).to(torch::kFloat64).sum(std::vector<int64_t>{0, 1}).cpu();
+    return std::complex<double>(s[0].item<double>(), s[1].item<double>());
+  };
+  PhaseStepSums r;
+  r.y = sum(0, weight_y);
+  r.x = sum(1, weight_x);
+  return r;
+}
+
 PhaseRampMove move_phase_ramp_to_object(torch::Tensor probe, torch::Tensor object, const Rect& extent,
                                         std::pair<double, double> k) {
   torch::NoGradGuard no_grad;

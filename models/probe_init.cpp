@@ -44,30 +44,31 @@ torch::Tensor probe_from_mean_pattern(const torch::Tensor& mean_pattern, int64_t
 
 namespace {
 
-// |q|^2 in pixels of the frequency grid, FFT order (zero frequency at [0, 0]).
-torch::Tensor frequency_radius_squared(int64_t h, int64_t w) {
-  auto fy = torch::fft::fftfreq(h, torch::kFloat64) * static_cast<double>(h);
-  auto fx = torch::fft::fftfreq(w, torch::kFloat64) * static_cast<double>(w);
+// |q - c|^2 in pixels of the frequency grid, FFT order (zero frequency at [0, 0]).
+torch::Tensor frequency_radius_squared(int64_t h, int64_t w, std::pair<double, double> c) {
+  auto fy = torch::fft::fftfreq(h, torch::kFloat64) * static_cast<double>(h) - c.first;
+  auto fx = torch::fft::fftfreq(w, torch::kFloat64) * static_cast<double>(w) - c.second;
   return fy.view({h, 1}).pow(2) + fx.view({1, w}).pow(2);
 }
 
 }  // namespace
 
-double aperture_radius_px(const torch::Tensor& probe) {
+double aperture_radius_px(const torch::Tensor& probe, std::pair<double, double> centre) {
   torch::NoGradGuard no_grad;
   auto p = probe.detach().to(torch::kComplexDouble).cpu();
   auto power = torch::view_as_real(far_field(p)).pow(2).sum(-1);
   if (power.dim() == 3) power = power.sum(0);
   const double total = power.sum().item<double>();
   TESSERA_REQUIRE(Error, total > 0, "the probe is zero: no aperture to measure");
-  auto q2 = frequency_radius_squared(power.size(0), power.size(1));
+  auto q2 = frequency_radius_squared(power.size(0), power.size(1), centre);
   return std::sqrt(2 * (power * q2).sum().item<double>() / total);
 }
 
-torch::Tensor add_defocus(const torch::Tensor& probe, double edge_phase_rad, double radius_px) {
+torch::Tensor add_defocus(const torch::Tensor& probe, double edge_phase_rad, double radius_px,
+                          std::pair<double, double> centre) {
   TESSERA_REQUIRE(Error, radius_px > 0, "aperture radius must be positive, got ", radius_px);
   torch::NoGradGuard no_grad;
-  auto q2 = frequency_radius_squared(probe.size(-2), probe.size(-1)).to(probe.device());
+  auto q2 = frequency_radius_squared(probe.size(-2), probe.size(-1), centre).to(probe.device());
   auto phase = q2 * (edge_phase_rad / (radius_px * radius_px));
   auto factor = torch::polar(torch::ones_like(phase), phase).to(probe.dtype());
   return far_field_adjoint(far_field(probe) * factor);

@@ -45,6 +45,12 @@ Rect ScanGeometry::scanned_region() const {
   return r;
 }
 
+Rect ScanGeometry::interior() const {
+  const Rect r = scanned_region();
+  const Rect in{r.y0 + frame_h / 4, r.x0 + frame_w / 4, r.h - frame_h / 2, r.w - frame_w / 2};
+  return in.h >= 2 && in.w >= 2 ? in : Rect{};
+}
+
 ScanGeometry ScanGeometry::from_pixels(const torch::Tensor& positions_px, int64_t frame_h,
                                        int64_t frame_w, int64_t margin) {
   TESSERA_REQUIRE(Error, positions_px.dim() == 2 && positions_px.size(1) == 2,

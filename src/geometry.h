@@ -49,6 +49,10 @@ struct ScanGeometry {
                                   int64_t margin = 2);
   // Rect covering every window footprint.
   Rect scanned_region() const;
+  // The well-lit interior: the scanned region less a quarter window on each
+  // side, where every pixel is seen by several probe positions (empty when
+  // that leaves less than 2 x 2 pixels).
+  Rect interior() const;
 };
 
 }  // namespace tessera

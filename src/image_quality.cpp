@@ -49,6 +49,17 @@ Alignment phase_correlation(const torch::Tensor& truth, const torch::Tensor& rec
   return best;
 }
 
+std::pair<double, double> mean_phase_gradient(const torch::Tensor& object, const Rect& region) {
+  TESSERA_REQUIRE(Error, object.dim() == 2, "the mean phase gradient is taken over a 2-D image, got ", object.sizes());
+  TESSERA_REQUIRE(Error, Rect({0, 0, object.size(0), object.size(1)}).contains(region) && region.h >= 2 && region.w >= 2,
+                  "phase-gradient region ", region.str(), " is not inside the ", object.size(0), " x ", object.size(1),
+                  " image");
+  auto o = crop(object, region).to(torch::kComplexDouble);
+  const double gy = torch::angle((o.slice(0, 1) * torch::conj(o.slice(0, 0, -1))).sum()).item<double>();
+  const double gx = torch::angle((o.slice(1, 1) * torch::conj(o.slice(1, 0, -1))).sum()).item<double>();
+  return {gy, gx};
+}
+
 double normalised_rms_error(const torch::Tensor& truth, const torch::Tensor& recon, const Rect& region,
                             int64_t shift_y, int64_t shift_x) {
   auto t = crop(truth, region).to(torch::kComplexDouble);

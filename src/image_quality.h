@@ -1,5 +1,7 @@
 #pragma once
 // Scores a reconstruction against a known object (simulations).
+#include <utility>
+
 #include <torch/torch.h>
 
 #include "src/geometry.h"
@@ -20,6 +22,13 @@ struct Alignment {
 // and the best integer shift of the reconstruction within +-max_shift pixels.
 Alignment phase_correlation(const torch::Tensor& truth, const torch::Tensor& reconstruction,
                             const Rect& region, int64_t max_shift = 4);
+
+// The object's mean phase step [gy, gx] in radians per pixel over `region`:
+// the angle of sum O(r + e) conj(O(r)) over the neighbouring pairs inside it
+// (amplitude-weighted, so dark pixels count little, and free of phase wraps).
+// A phase ramp across the field reads directly as this; a reconstruction
+// should carry none that the data do not require.
+std::pair<double, double> mean_phase_gradient(const torch::Tensor& object, const Rect& region);
 
 // Normalised RMS error of the complex object after removing the global phase
 // and scale (least squares), over `region`, with the given integer shift.

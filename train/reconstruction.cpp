@@ -12,6 +12,7 @@
 #include "models/phase_ramp.h"
 #include "models/probe_init.h"
 #include "models/propagation.h"
+#include "models/zero_order.h"
 #include "src/comm/communicator.h"
 #include "src/error.h"
 #include "src/ops/patches.h"
@@ -29,6 +30,8 @@ struct Reconstruction::TileWorker {
   torch::Tensor frames;     // (n, h, w) measured intensities, FFT order
   std::vector<bool> touches_halo;  // per local pattern: its window reaches beyond the owned region
   std::unique_ptr<torch::optim::Optimizer> object_optimizer, probe_optimizer;
+  // Object gauge (models/phase_ramp.h): the neighbour pairs this tile counts.
+  torch::Tensor ramp_weight_y, ramp_weight_x;
 };
 
 namespace {
@@ -122,7 +125,16 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   const int64_t h = scan.frame_h, w = scan.frame_w;
   TESSERA_REQUIRE(DataError, problem_.valid_mask.sizes() == torch::IntArrayRef({h, w}),
                   problem_.source, ": mask shape ", problem_.valid_mask.sizes(), " does not match frames ", h, " x ", w);
-  valid_fft_ = to_fft_order(problem_.valid_mask.to(torch::kBool)).to(device);
+  zero_order_ = problem_.experiment.zero_order_px.value_or(centred_zero_order(h, w));
+  // The gauge needs a zero order known without the specimen (models/phase_ramp.h).
+  const auto& gauge = s.phase_ramp_gauge;
+  TESSERA_REQUIRE(SettingsError, gauge == "auto" || gauge == "beam" || gauge == "object" || gauge == "off",
+                  "the phase-ramp gauge must be auto, beam, object or off, got '", gauge, "'");
+  const bool stated = problem_.experiment.zero_order_source != "data";
+  gauge_ = gauge == "beam" || (gauge == "auto" && stated)    ? Gauge::beam
+           : gauge == "object" || (gauge == "auto" && !stated) ? Gauge::object
+                                                               : Gauge::none;
+  valid_fft_ = to_fft_order(problem_.valid_mask.to(torch::kBool), zero_order_).to(device);
   // Without excluded pixels the loss needs no mask (its loops skip the select).
   if (!valid_fft_.all().item<bool>()) loss_mask_ = valid_fft_;
 
@@ -142,6 +154,20 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   if (optimizer_->scaling == StepScaling::LineSearch) batch_size_ = N;
 
   initialise_probe_and_object();
+  if (gauge_ == Gauge::object) {
+    // Pairs (r, r + e) inside the scan's interior whose r this tile owns.
+    const Rect in = scan.interior();
+    for (auto& wk : workers_) {
+      const Rect& e = wk->tile.extent;
+      auto inside = torch::zeros({e.h, e.w}, torch::TensorOptions().dtype(real_dtype_));
+      auto owned = torch::zeros({e.h, e.w}, torch::TensorOptions().dtype(real_dtype_));
+      const Rect a = in.intersect(e).relative_to(e), b = in.intersect(wk->tile.owned).relative_to(e);
+      if (!a.empty()) inside.slice(0, a.y0, a.y1()).slice(1, a.x0, a.x1()).fill_(1);
+      if (!b.empty()) owned.slice(0, b.y0, b.y1()).slice(1, b.x0, b.x1()).fill_(1);
+      wk->ramp_weight_y = (owned.slice(0, 0, e.h - 1) * inside.slice(0, 1)).to(device);
+      wk->ramp_weight_x = (owned.slice(1, 0, e.w - 1) * inside.slice(1, 1)).to(device);
+    }
+  }
   derive_learning_rates();
   make_optimizers();
   exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
@@ -200,11 +226,12 @@ void Reconstruction::search_probe_defocus() {
   // (a flat object alone cannot: every candidate fits it equally); every rank
   // sees the same summed losses and so picks the same candidate.
   const auto base = workers_.front()->model->probe().detach().clone();
-  const double radius = aperture_radius_px(base);
+  const auto centre = zero_order_rest(zero_order_);
+  const double radius = aperture_radius_px(base, centre);
   double best = 0, best_loss = std::numeric_limits<double>::infinity();
   defocus_losses_.clear();
   for (double c : settings_.defocus_candidates) {
-    reset(add_defocus(base, c, radius));
+    reset(add_defocus(base, c, radius, centre));
     double loss = std::numeric_limits<double>::infinity();
     try {
       for (int i = 0; i < settings_.defocus_search_iterations; ++i) loss = iterate().loss;
@@ -214,7 +241,7 @@ void Reconstruction::search_probe_defocus() {
     defocus_losses_.emplace_back(c, loss);
     if (loss < best_loss) best_loss = loss, best = c;
   }
-  reset(add_defocus(base, best, radius));
+  reset(add_defocus(base, best, radius, centre));
 }
 
 Reconstruction::~Reconstruction() = default;
@@ -228,7 +255,7 @@ torch::Tensor Reconstruction::read_frames(const std::vector<int64_t>& indices) c
                                  frames.size(1) == h && frames.size(2) == w,
                   problem_.source, ": frames have shape ", frames.sizes(), ", expected (", indices.size(), ", ", h,
                   ", ", w, ")");
-  return to_fft_order(frames).to(options).contiguous();
+  return to_fft_order(frames, zero_order_).to(options).contiguous();
 }
 
 void Reconstruction::update_worker_positions(TileWorker& wk) const {
@@ -404,6 +431,15 @@ void Reconstruction::initialise_probe_and_object() {
   const auto& scan = problem_.scan;
   const torch::Device device(s.device);
   const auto complex_dtype = real_dtype_ == torch::kFloat64 ? torch::kComplexDouble : torch::kComplexFloat;
+  // Mean measured pattern (FFT order) over every frame of every rank: the
+  // probe estimate, and the direct beam's region for the gauge.
+  auto sum = torch::zeros({scan.frame_h, scan.frame_w}, torch::kFloat64);
+  for (auto& wk : workers_) sum += wk->frames.sum(0).to(torch::kFloat64).cpu();
+  if (comm_ && comm_->size() > 1) comm_->allreduce_sum(sum).wait();
+  auto mean = sum / static_cast<double>(scan.num_positions());
+  mean = torch::where(valid_fft_.cpu(), mean, torch::zeros_like(mean));
+  const auto rest = zero_order_rest(zero_order_);
+  gauge_rest_ = rest;
   torch::Tensor probe;
   if (s.use_file_probe && problem_.probe_guess) {
     probe = problem_.probe_guess->to(torch::kComplexDouble);
@@ -411,18 +447,19 @@ void Reconstruction::initialise_probe_and_object() {
                     ": probe guess is ", probe.size(-2), " x ", probe.size(-1), " but frames are ", scan.frame_h,
                     " x ", scan.frame_w);
     if (probe.size(0) < s.probe_modes) {  // extra modes as small perturbations of the first
-      auto extra = probe_from_mean_pattern(
-          to_fft_order(torch::view_as_real(far_field(probe[0])).pow(2).sum(-1)).to(torch::kFloat32), s.probe_modes);
+      // (the far field is in FFT order already, as probe_from_mean_pattern takes it)
+      auto extra = probe_from_mean_pattern(torch::view_as_real(far_field(probe[0])).pow(2).sum(-1).to(torch::kFloat32),
+                                           s.probe_modes);
       probe = torch::cat({probe, extra.slice(0, probe.size(0)).to(probe.dtype())});
     }
     probe = probe.slice(0, 0, s.probe_modes);
+    // A probe guess, from the file or the electron optics, is centred on its
+    // own far field; the data's zero order is rarely there. Tilt it onto the
+    // zero order (sub-pixel rest; the whole pixels are in the frames' shift).
+    const auto now = far_field_centre(probe);
+    probe_tilt_px_ = {rest.first - now.first, rest.second - now.second};
+    probe = tilt_probe(probe, probe_tilt_px_);
   } else {
-    // Mean measured pattern over every frame of every rank.
-    auto sum = torch::zeros({scan.frame_h, scan.frame_w}, torch::kFloat64);
-    for (auto& wk : workers_) sum += wk->frames.sum(0).to(torch::kFloat64).cpu();
-    if (comm_ && comm_->size() > 1) comm_->allreduce_sum(sum).wait();
-    auto mean = sum / static_cast<double>(scan.num_positions());
-    mean = torch::where(valid_fft_.cpu(), mean, torch::zeros_like(mean));
     probe = probe_from_mean_pattern(mean, s.probe_modes);
   }
   probe = probe.to(complex_dtype).to(device);
@@ -436,6 +473,23 @@ void Reconstruction::initialise_probe_and_object() {
     auto object = torch::ones({s.slices, e.h, e.w}, torch::TensorOptions().dtype(complex_dtype).device(device));
     wk->model = PtychoModel(object, probe.clone(), slice_transfer_);
   }
+}
+
+std::map<int, torch::Tensor> Reconstruction::illumination() const {
+  torch::NoGradGuard no_grad;
+  std::map<int, torch::Tensor> illum;
+  for (auto& wk : workers_) {
+    auto p = wk->model->probe();
+    auto power = torch::view_as_real(p).pow(2).sum(std::vector<int64_t>{0, -1}).unsqueeze(0).unsqueeze(0);  // (1,1,h,w)
+    const int64_t n = wk->positions.size(0);
+    const auto& e = wk->tile.extent;
+    auto patches = power.expand({n, 1, p.size(1), p.size(2)}).contiguous();
+    illum[wk->tile.index] = n ? ops::overlap_add(patches, wk->positions.detach(), e.h, e.w)
+                              : torch::zeros({1, e.h, e.w}, power.options());
+  }
+  comm::HaloExchange ex(*tiling_, local_tiles_, rank_of_tile_, comm_);
+  ex.reduce(illum);
+  return illum;
 }
 
 void Reconstruction::derive_learning_rates() {
@@ -458,20 +512,10 @@ void Reconstruction::derive_learning_rates() {
       // curvature * illumination / N (loss per pattern), largest where the
       // probe windows overlap most; on the probe, curvature * |O|^2 ~ curvature.
       torch::NoGradGuard no_grad;
-      std::map<int, torch::Tensor> illum;
+      auto illum = illumination();
       double meas_max = 0;
-      for (auto& wk : workers_) {
-        auto p = wk->model->probe();
-        auto power = torch::view_as_real(p).pow(2).sum(std::vector<int64_t>{0, -1}).unsqueeze(0).unsqueeze(0);  // (1,1,h,w)
-        const int64_t n = wk->positions.size(0);
-        const auto& e = wk->tile.extent;
-        auto patches = power.expand({n, 1, p.size(1), p.size(2)}).contiguous();
-        illum[wk->tile.index] = n ? ops::overlap_add(patches, wk->positions, e.h, e.w)
-                                  : torch::zeros({1, e.h, e.w}, power.options());
-        if (n) meas_max = std::max(meas_max, wk->frames.max().item<double>());
-      }
-      comm::HaloExchange ex(*tiling_, local_tiles_, rank_of_tile_, comm_);
-      ex.reduce(illum);
+      for (auto& wk : workers_)
+        if (wk->positions.size(0)) meas_max = std::max(meas_max, wk->frames.max().item<double>());
       double illum_max = 0;
       for (auto& wk : workers_) {
         const auto& o = wk->tile.owned.relative_to(wk->tile.extent);
@@ -684,11 +728,37 @@ IterationStats Reconstruction::iterate() {
     total_loss += batch_loss;
   }
   apply_denoisers();
-  // The phase ramp the data cannot fix leaves the probe for the object, optimiser state along (models/phase_ramp.h).
-  if (refine_probe && settings_.centre_probe && optimizer_->scaling != StepScaling::LineSearch) {
-    const auto k = probe_phase_ramp(workers_.front()->model->probe_real);
+  // The phase ramp the data cannot fix leaves the object for the probe, optimiser state along (models/phase_ramp.h).
+  if (refine_probe && gauge_ == Gauge::object && optimizer_->scaling != StepScaling::LineSearch) {
+    PhaseStepSums sums;
     for (auto& wk : workers_) {
-      const auto u = move_phase_ramp_to_object(wk->model->probe_real, wk->model->object_real, wk->tile.extent, k);
+      const auto t = object_phase_step_sums(wk->model->object_real, wk->ramp_weight_y, wk->ramp_weight_x);
+      sums.y += t.y;
+      sums.x += t.x;
+    }
+    if (comm_ && comm_->size() > 1) {
+      auto t = torch::tensor({sums.y.real(), sums.y.imag(), sums.x.real(), sums.x.imag()}, torch::kFloat64);
+      auto r = comm_->allreduce_sum(t);
+      wait_collective(r);
+      sums.y = {t[0].item<double>(), t[1].item<double>()};
+      sums.x = {t[2].item<double>(), t[3].item<double>()};
+    }
+    const auto k = sums.ramp();
+    for (auto& wk : workers_) {  // -k "to the object" takes k off it, onto the probe
+      const auto u = move_phase_ramp_to_object(wk->model->probe_real, wk->model->object_real, wk->tile.extent,
+                                               {-k.first, -k.second});
+      rotate_optimizer_state(*wk->probe_optimizer, wk->model->probe_real, u.probe);
+      rotate_optimizer_state(*wk->object_optimizer, wk->model->object_real, u.object);
+    }
+  }
+  if (refine_probe && gauge_ == Gauge::beam && optimizer_->scaling != StepScaling::LineSearch) {
+    // The probe untilted by the zero order's rest is centred when right: for
+    // the true probe exactly (its pupil is symmetric), even where it does not
+    // fade before the window's edge and a tilt is not a whole-pixel shift.
+    auto probe = torch::view_as_complex(workers_.front()->model->probe_real.detach());
+    const auto off = probe_phase_ramp(tilt_probe(probe, {-gauge_rest_.first, -gauge_rest_.second}));
+    for (auto& wk : workers_) {
+      const auto u = move_phase_ramp_to_object(wk->model->probe_real, wk->model->object_real, wk->tile.extent, off);
       rotate_optimizer_state(*wk->probe_optimizer, wk->model->probe_real, u.probe);
       rotate_optimizer_state(*wk->object_optimizer, wk->model->object_real, u.object);
     }

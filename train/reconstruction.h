@@ -65,6 +65,10 @@ class Reconstruction {
   double position_rate() const { return position_rate_; }
   // The probe defocus search run at construction: (candidate, loss) pairs, empty when skipped.
   const std::vector<std::pair<double, double>>& defocus_search() const { return defocus_losses_; }
+  // The zero order [y, x] used, in detector pixels of the frames as loaded.
+  std::pair<double, double> zero_order() const { return zero_order_; }
+  // The tilt (far-field pixels) given to the probe guess to put it on the zero order; 0 without a guess.
+  std::pair<double, double> probe_tilt_px() const { return probe_tilt_px_; }
 
   const Tiling& tiling() const { return *tiling_; }
   const ScanProblem& problem() const { return problem_; }
@@ -83,6 +87,10 @@ class Reconstruction {
   struct TileWorker;
   void initialise_probe_and_object();
   void derive_learning_rates();
+  // Probe power summed over each local tile's windows, (1, H, W), complete on
+  // the owned regions (a halo reduction: every rank calls it).
+  std::map<int, torch::Tensor> illumination() const;
+
   // Object back to 1, the given probe, fresh optimisers, iteration 0.
   void reset(const torch::Tensor& probe);
   void search_probe_defocus();
@@ -129,6 +137,11 @@ class Reconstruction {
   torch::Tensor slice_transfer_;  // Fresnel transfer between slices (multislice only)
   std::vector<std::pair<double, double>> defocus_losses_;  // (candidate, loss) of the search
   int64_t patterns_moved_ = 0;
+  std::pair<double, double> zero_order_{0, 0}, probe_tilt_px_{0, 0};
+  // Phase-ramp gauge (models/phase_ramp.h): which one, and the zero order's
+  // sub-pixel rest that the probe's far field is centred on.
+  enum class Gauge { none, beam, object } gauge_ = Gauge::none;
+  std::pair<double, double> gauge_rest_{0, 0};
 };
 
 }  // namespace tessera

@@ -25,6 +25,12 @@ std::string sibling_path(const std::string& result, const std::string& suffix) {
   return stem + suffix;
 }
 
+std::optional<Rect> scan_interior(const ScanGeometry& s) {
+  const Rect in = s.interior();
+  if (in.empty()) return std::nullopt;
+  return in;
+}
+
 std::optional<Alignment> score_against_truth(const ScanProblem& problem, const torch::Tensor& object,
                                              int64_t slice) {
   if (!problem.truth || !object.defined()) return std::nullopt;
@@ -40,16 +46,13 @@ std::optional<Alignment> score_against_truth(const ScanProblem& problem, const t
     grid.slice(0, 0, h).slice(1, 0, w).copy_(o.slice(0, 0, h).slice(1, 0, w));
     o = grid;
   }
-  // Score the well-illuminated interior: the scanned region less half a window,
-  // where every pixel is seen by several probe positions.
-  const auto& s = problem.scan;
-  Rect r = s.scanned_region();
-  r = Rect{r.y0 + s.frame_h / 4, r.x0 + s.frame_w / 4, r.h - s.frame_h / 2, r.w - s.frame_w / 2}.intersect(
-      Rect{0, 0, t.size(1), t.size(2)});
+  const auto interior = scan_interior(problem.scan);
+  if (!interior) return std::nullopt;
+  const Rect r = interior->intersect(Rect{0, 0, t.size(1), t.size(2)});
   if (r.empty()) return std::nullopt;
   // The probe and object can trade a translation (probe drifts one way, object
   // the other): search shifts up to a quarter window.
-  const auto a = phase_correlation(t[slice], o, r, std::max<int64_t>(4, s.frame_h / 4));
+  const auto a = phase_correlation(t[slice], o, r, std::max<int64_t>(4, problem.scan.frame_h / 4));
   return a;
 }
 
@@ -99,7 +102,8 @@ struct Writer {
     files.push_back(csv);
     if (options.previews) {
       // Previews show the scanned region, with the global phase removed so
-      // that the phase does not wrap.
+      // that the phase does not wrap, and their contrast set by the well-lit
+      // interior: the barely lit border would otherwise stretch the scale.
       const Rect sr = problem.scan.scanned_region();
       auto o = object[0].slice(0, sr.y0, sr.y1()).slice(1, sr.x0, sr.x1());
       auto mean = o.mean();
@@ -107,8 +111,19 @@ struct Writer {
       const auto phase = sibling_path(options.output, "_object_phase.png");
       const auto amp = sibling_path(options.output, "_object_amplitude.png");
       const auto pr = sibling_path(options.output, "_probe_amplitude.png");
-      write_png(phase, torch::angle(o));
-      write_png(amp, torch::abs(o));
+      auto range = [&](const torch::Tensor& image) -> std::pair<double, double> {
+        const auto in = scan_interior(problem.scan);
+        if (!in) return {0, 0};  // write_png's own percentiles
+        const Rect r = in->relative_to(sr);
+        auto v = image.slice(0, r.y0, r.y1()).slice(1, r.x0, r.x1()).flatten().to(torch::kFloat64);
+        auto q = torch::quantile(v, torch::tensor({0.005, 0.995}, torch::kFloat64));
+        return {q[0].item<double>(), q[1].item<double>()};
+      };
+      const auto phase_image = torch::angle(o), amp_image = torch::abs(o);
+      const auto [plo, phi] = range(phase_image);
+      const auto [alo, ahi] = range(amp_image);
+      write_png(phase, phase_image, plo, phi);
+      write_png(amp, amp_image, alo, ahi);
       write_png(pr, torch::abs(probe[0]));
       files.insert(files.end(), {phase, amp, pr});
     }
@@ -200,6 +215,17 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
               << problem.scan.object_h << "x" << problem.scan.object_w << " px, " << rec.tiling().num_tiles()
               << " tile(s), " << settings.optimizer << "/" << settings.loss << ", batch " << rec.batch_size()
               << ", rates object " << rec.object_rate() << " probe " << rec.probe_rate() << std::endl;
+    const auto z = rec.zero_order();
+    const auto& g = rec.problem().experiment;
+    std::cout << "zero order at pixel (" << z.first << ", " << z.second << ") of the frames"
+              << (g.zero_order_source == "file"     ? " (from the file)"
+                  : g.zero_order_source == "option" ? " (from --zero-order)"
+                  : g.zero_order_source == "data"   ? " (centre of mass of the mean pattern)"
+                                                    : " (frame centre)");
+    const auto t = rec.probe_tilt_px();
+    if (t.first != 0 || t.second != 0)
+      std::cout << "; probe guess tilted by (" << t.first << ", " << t.second << ") px onto it";
+    std::cout << std::endl;
     if (!rec.defocus_search().empty()) {
       std::cout << "probe defocus search (radians at the aperture edge: loss after "
                 << settings.defocus_search_iterations << " iterations):";
@@ -246,6 +272,10 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
   summary.final_loss = writer.loss.empty() ? 0 : writer.loss.back();
   writer.write(rec, true, good_object, good_probe, gather_optimizer_states(rec, comm.get()));
   summary.score = root ? score_against_truth(rec.problem(), good_object) : std::nullopt;
+  if (root) {
+    const auto in = scan_interior(rec.problem().scan);
+    if (in && good_object.defined()) summary.phase_gradient = mean_phase_gradient(good_object[0], *in);
+  }
   summary.files = writer.files;
   return summary;
 }

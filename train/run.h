@@ -27,6 +27,9 @@ struct RunSummary {
   double final_loss = 0;
   double seconds = 0;                      // wall time of all iterations
   std::optional<Alignment> score;          // against the ground truth, when the file has one
+  // The object's mean phase step [y, x] (rad/px) over the scan's interior
+  // (src/image_quality.h): a phase ramp the data do not require shows here.
+  std::optional<std::pair<double, double>> phase_gradient;
   std::vector<std::string> files;          // everything written
 };
 
@@ -35,6 +38,10 @@ std::string sibling_path(const std::string& result, const std::string& suffix);
 
 RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings& settings, const RunOptions& options,
                               std::shared_ptr<comm::Communicator> comm = nullptr);
+
+// The well-lit interior of a scan: the scanned region less a quarter window
+// on each side, where every pixel is seen by several probe positions.
+std::optional<Rect> scan_interior(const ScanGeometry& scan);
 
 // Correlation of one slice of the reconstructed object with the same slice of
 // the truth, over the well-illuminated interior of the scan (src/image_quality.h).

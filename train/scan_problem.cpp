@@ -7,11 +7,35 @@
 #include "data/stem4d_file.h"
 #include "src/electron_optics.h"
 #include "src/error.h"
+#include "models/zero_order.h"
 #include "train/pattern_reduction.h"
 
 namespace tessera {
 
 namespace {
+
+// The zero order of the frames as stored: the option's, else the file's,
+// else estimated from the mean of up to 256 patterns spread over the scan
+// (models/zero_order.h). Before any crop or bin, which centre on it.
+void settle_zero_order(ScanProblem& p, int64_t num_frames, const LoadOptions& options) {
+  auto& g = p.experiment;
+  if (options.zero_order) {
+    g.zero_order_px = options.zero_order;
+    g.zero_order_source = "option";
+  } else if (!g.zero_order_px) {
+    const int64_t samples = std::min<int64_t>(num_frames, 256);
+    std::vector<int64_t> idx;
+    for (int64_t i = 0; i < samples; ++i) idx.push_back(i * num_frames / samples);
+    auto mean = p.read_frames(idx).to(torch::kFloat64).mean(0);
+    g.zero_order_px = estimate_zero_order(mean, p.valid_mask);
+    g.zero_order_source = "data";
+  }
+  const auto [y, x] = *g.zero_order_px;
+  TESSERA_REQUIRE(SettingsError, std::isfinite(y) && std::isfinite(x) && y >= 0 && x >= 0 &&
+                                     y <= static_cast<double>(g.frame_h - 1) && x <= static_cast<double>(g.frame_w - 1),
+                  p.source, ": the zero order (", g.zero_order_source, ") at pixel (", y, ", ", x, ") lies outside the ",
+                  g.frame_h, " x ", g.frame_w, " frames");
+}
 
 // Places the scan on the sample grid, after options' crop and bin.
 void load_scan(ScanProblem& p, const torch::Tensor& positions_m, const LoadOptions& options) {
@@ -19,7 +43,8 @@ void load_scan(ScanProblem& p, const torch::Tensor& positions_m, const LoadOptio
   auto place = [&](const ExperimentGeometry& g) {
     return ScanGeometry::from_metres(positions_m, g.pixel_y_m(), g.pixel_x_m(), g.frame_h, g.frame_w);
   };
-  PatternReduction r(full.frame_h, full.frame_w, options.crop_h, options.crop_w, options.bin, p.source);
+  PatternReduction r(full.frame_h, full.frame_w, options.crop_h, options.crop_w, options.bin, p.source,
+                     full.zero_order_px);
   if (r.identity()) {
     p.scan = place(full);
     return;
@@ -73,6 +98,7 @@ ScanProblem ScanProblem::from_cxi(const std::string& path, const LoadOptions& op
   p.probe_guess = file->probe_guess();
   p.truth = file->ground_truth();
   p.read_frames = [file](const std::vector<int64_t>& idx) { return file->read_frames(idx); };
+  settle_zero_order(p, file->num_frames(), options);
   load_scan(p, file->positions_m(), options);
   return p;
 }
@@ -86,6 +112,7 @@ ScanProblem ScanProblem::from_stem4d(const std::string& path, const LoadOptions&
   p.valid_mask = file->valid_mask();
   p.truth = file->ground_truth();
   p.read_frames = [file](const std::vector<int64_t>& idx) { return file->read_frames(idx); };
+  settle_zero_order(p, file->num_frames(), options);
   load_scan(p, file->positions_m(), options);
 
   const auto convergence = options.convergence_mrad ? options.convergence_mrad : cal.convergence_mrad;

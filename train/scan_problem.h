@@ -24,13 +24,16 @@ struct LoadOptions {
   std::optional<double> convergence_mrad;
   std::optional<double> defocus_angstrom;
   std::optional<double> c3_mm;
+  // Zero order [y, x] in detector pixels of the frames as stored, overriding
+  // the file's and the estimate from the data.
+  std::optional<std::pair<double, double>> zero_order;
 
   bool has_probe_optics() const { return convergence_mrad || defocus_angstrom || c3_mm; }
 };
 
 struct ScanProblem {
   std::string source;  // file name, for messages
-  ExperimentGeometry experiment;
+  ExperimentGeometry experiment;  // from a file: zero_order_px always set (file, option or data)
   ScanGeometry scan;
   torch::Tensor valid_mask;  // (h, w) bool, detector order, true = pixel used
   std::optional<torch::Tensor> probe_guess;  // (M, h, w) complex
@@ -47,6 +50,7 @@ struct ScanProblem {
   static ScanProblem from_stem4d(const std::string& path, const LoadOptions& options = {});
   // Either format, detected by its keys (data/stem4d_file.h: detect_data_format).
   static ScanProblem from_file(const std::string& path, const LoadOptions& options = {});
+  // Frames and geometry as given; the zero order is the content's, else [h/2, w/2].
   static ScanProblem from_content(CxiContent content, std::string source = "memory");
 };
 

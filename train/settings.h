@@ -22,10 +22,12 @@ struct ReconstructionSettings {
   int tiles = 1;            // number of tiles (grid chosen automatically) ...
   int tiles_y = 0, tiles_x = 0;  // ... or an explicit grid
   int64_t probe_modes = 1;
-  // After each iteration, centre the probe's far field on the zero order and
-  // move the phase ramp this removes into the object (models/phase_ramp.h):
-  // fixes the ramp the data cannot see. Assumes a centred detector.
-  bool centre_probe = true;
+  // After each iteration, fix the phase ramp the data cannot see
+  // (models/phase_ramp.h): "beam" centres the probe's far field on the zero
+  // order, "object" leaves the object no mean ramp over the scan's interior,
+  // "auto" is beam when the zero order is known without the specimen (file or
+  // --zero-order) and object when it is estimated from the data; "off".
+  std::string phase_ramp_gauge = "auto";
   // When the probe is estimated from the data (no usable guess in the file), try
   // these defocus values (radians of far-field phase at the aperture edge) for a
   // few iterations each and start from the best: the mean pattern gives the

@@ -1,10 +1,12 @@
 #include <cxxopts.hpp>
+#include <cstdio>
 #include <iostream>
 
 #include "data/cxi_file.h"
 #include "data/stem4d_file.h"
 #include "src/error.h"
 #include "train/cli/commands.h"
+#include "train/scan_problem.h"
 
 namespace tessera::cli {
 
@@ -38,6 +40,13 @@ int info(int argc, char** argv) {
   }
   std::cout << summary << std::endl;
   if (problems.empty()) {
+    // Where the direct beam meets the detector, as reconstruct will use it.
+    const auto p = ScanProblem::from_file(path);
+    const auto& g = p.experiment;
+    const auto [y, x] = *g.zero_order_px;
+    std::printf("zero order:        pixel (%.2f, %.2f), %s; %+.2f, %+.2f px from the frame centre\n", y, x,
+                g.zero_order_source == "file" ? "from the file" : "centre of mass of the mean pattern's bright part",
+                y - static_cast<double>(g.frame_h / 2), x - static_cast<double>(g.frame_w / 2));
     std::cout << "no problems found" << std::endl;
     return 0;
   }

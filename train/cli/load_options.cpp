@@ -17,7 +17,27 @@ void add_load_options(cxxopts::Options& options) {
        cxxopts::value<double>())
       ("defocus-angstrom", "4D-STEM: probe defocus (Å, sign as in src/electron_optics.h), overriding the file's",
        cxxopts::value<double>())
-      ("c3-mm", "4D-STEM: spherical aberration C3 (mm), overriding the file's", cxxopts::value<double>());
+      ("c3-mm", "4D-STEM: spherical aberration C3 (mm), overriding the file's", cxxopts::value<double>())
+      ("zero-order", "where the direct beam meets the detector, Y,X in pixels of the frames as stored (sub-pixel; "
+                     "default: the file's beam centre, else the centre of mass of the mean pattern's bright part)",
+       cxxopts::value<std::string>());
+}
+
+std::pair<double, double> parse_yx(const std::string& text, const std::string& option, const std::string& example) {
+  const auto comma = text.find(',');
+  const std::string message = "--" + option + " must be Y,X in pixels, such as " + example + "; got '" + text + "'";
+  double y = 0, x = 0;
+  try {
+    size_t used_y = 0, used_x = 0;
+    TESSERA_REQUIRE(SettingsError, comma != std::string::npos, "");
+    y = std::stod(text.substr(0, comma), &used_y);
+    x = std::stod(text.substr(comma + 1), &used_x);
+    TESSERA_REQUIRE(SettingsError, used_y == comma && used_x == text.size() - comma - 1, "");
+  } catch (const std::exception&) {
+    throw SettingsError(message);
+  }
+  TESSERA_REQUIRE(SettingsError, std::isfinite(y) && std::isfinite(x), message);
+  return {y, x};
 }
 
 LoadOptions parse_load_options(const cxxopts::ParseResult& r) {
@@ -51,6 +71,7 @@ LoadOptions parse_load_options(const cxxopts::ParseResult& r) {
   finite("convergence-mrad", o.convergence_mrad, true);
   finite("defocus-angstrom", o.defocus_angstrom, false);
   finite("c3-mm", o.c3_mm, false);
+  if (r.count("zero-order")) o.zero_order = parse_yx(r["zero-order"].as<std::string>(), "zero-order", "64.0,66.75");
   return o;
 }
 

@@ -39,8 +39,12 @@ int reconstruct(int argc, char** argv) {
       ("no-file-probe", "ignore the probe guess stored in the file; estimate it from the data")
       ("no-defocus-search", "start from the focused probe estimated from the data instead of trying defocus values "
                              "first (the search costs about 14 iterations; it is skipped when the file has a probe)")
-      ("no-probe-centring", "do not re-centre the probe's far field on the zero order after each iteration "
-                            "(the centring fixes the object/probe phase-ramp ambiguity, assuming a centred detector)")
+      ("phase-ramp-gauge", "auto, beam, object or off: after each iteration fix the phase ramp the data cannot, by "
+                           "centring the probe's far field on the zero order (beam) or by leaving the object no mean "
+                           "ramp over the scan's interior (object); auto = beam when the zero order is known without "
+                           "the specimen (the file's beam centre or --zero-order), else object",
+       cxxopts::value<std::string>()->default_value("auto"))
+      ("no-probe-centring", "same as --phase-ramp-gauge off")
       ("orthogonalise-every", "re-orthogonalise the probe modes every N iterations (0: never)",
        cxxopts::value<int>()->default_value("1"))
       ("slices", "object slices (multislice)", cxxopts::value<int64_t>()->default_value("1"))
@@ -110,7 +114,7 @@ int reconstruct(int argc, char** argv) {
   }
   s.probe_modes = r["modes"].as<int64_t>();
   s.use_file_probe = !r.count("no-file-probe");
-  s.centre_probe = !r.count("no-probe-centring");
+  s.phase_ramp_gauge = r.count("no-probe-centring") ? "off" : r["phase-ramp-gauge"].as<std::string>();
   if (r.count("no-defocus-search")) s.defocus_candidates.clear();
   s.orthogonalise_every = r["orthogonalise-every"].as<int>();
   s.slices = r["slices"].as<int64_t>();
@@ -169,6 +173,9 @@ int reconstruct(int argc, char** argv) {
     if (summary.score)
       std::cout << ", correlation with the true object " << summary.score->correlation << " ("
                 << summary.score->correlation_without_ramp << " after also removing a phase ramp)";
+    if (summary.phase_gradient)
+      std::cout << "\nmean phase gradient over the scan's interior: (" << summary.phase_gradient->first << ", "
+                << summary.phase_gradient->second << ") rad/px";
     std::cout << "\nresults:";
     for (const auto& f : summary.files) std::cout << "\n  " << f;
     std::cout << std::endl;

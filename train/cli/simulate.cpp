@@ -1,4 +1,5 @@
 #include <cxxopts.hpp>
+#include <tuple>
 #include <iostream>
 
 #include "data/cxi_writer.h"
@@ -7,6 +8,7 @@
 #include "src/error.h"
 #include "src/threads.h"
 #include "train/cli/commands.h"
+#include "train/cli/load_options.h"
 
 namespace tessera::cli {
 
@@ -29,6 +31,9 @@ int simulate(int argc, char** argv) {
       ("modes", "incoherent probe modes", cxxopts::value<int64_t>()->default_value("1"))
       ("aperture", "probe aperture, fraction of Nyquist", cxxopts::value<double>()->default_value("0.35"))
       ("defocus", "probe defocus, radians at the aperture edge", cxxopts::value<double>()->default_value("8"))
+      ("zero-order-offset", "detector offset DY,DX: the zero order falls this many pixels from the frame centre "
+                            "(sub-pixel allowed), as on a real detector", cxxopts::value<std::string>())
+      ("no-beam-centre", "do not write the zero order as the detector's beam centre (readers then estimate it)")
       ("slices", "object slices (multislice)", cxxopts::value<int64_t>()->default_value("1"))
       ("slice-thickness", "distance between slices (metres)", cxxopts::value<double>()->default_value("0"))
       ("slice-phase", "phase of each slice as a fraction of the phantom's 0.5 rad RMS (default 1/slices)",
@@ -67,6 +72,10 @@ int simulate(int argc, char** argv) {
   s.probe_modes = r["modes"].as<int64_t>();
   s.aperture_fraction = r["aperture"].as<double>();
   s.defocus_rad = r["defocus"].as<double>();
+  s.write_beam_centre = !r.count("no-beam-centre");
+  if (r.count("zero-order-offset"))
+    std::tie(s.zero_order_offset_y_px, s.zero_order_offset_x_px) =
+        parse_yx(r["zero-order-offset"].as<std::string>(), "zero-order-offset", "2.4,-1.6");
   s.slices = r["slices"].as<int64_t>();
   s.slice_thickness_m = r["slice-thickness"].as<double>();
   s.slice_phase_fraction = r["slice-phase"].as<double>();
