@@ -15,8 +15,12 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 run_suite() {  # build dir, title
   echo "=== tests against $2 ($1/) ==="
   local start=$SECONDS
-  # Skipped tests (no GPU, no torchrun) print their reason in $1/Testing/Temporary/LastTest.log.
-  (cd "$1" && ctest --output-on-failure --timeout 600 -j2)
+  local rc=0
+  (cd "$1" && ctest --output-on-failure --timeout 600 -j2) || rc=$?
+  # Why tests were skipped (no GPU, no torchrun), with how many each.
+  grep -h -A1 ': Skipped$' "$1/Testing/Temporary/LastTest.log" 2>/dev/null |
+    grep -v -e ': Skipped$' -e '^--$' | sort | uniq -c | sed 's/^/skipped: /' || true
+  [ "$rc" -eq 0 ] || exit "$rc"
   echo "=== $2: suite took $((SECONDS - start)) s ==="
 }
 
