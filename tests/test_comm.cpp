@@ -4,7 +4,7 @@
 //
 // The multi-process tests run this very binary as the worker:
 //   TESSERA_COMM_WORKER=1 <this binary> --gtest_filter=CommWorker.Run
-// with TESSERA_COMM_SCENARIO = ring | die_p2p | die_allreduce | hang,
+// with TESSERA_COMM_SCENARIO = ring | die_p2p | die_allreduce | hang | relay,
 // TESSERA_COMM_TIMEOUT_MS and TESSERA_COMM_VICTIM (the rank that dies/hangs).
 // Without TESSERA_COMM_WORKER the worker test is skipped.
 #include <arpa/inet.h>
@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "src/comm/communicator.h"
+#include "src/comm/default_device.h"
 #include "src/comm/distributed_env.h"
 #include "src/error.h"
 #include "tests/child_process.h"
@@ -110,6 +111,23 @@ const char* const kWorkerFilter = "--gtest_filter=CommWorker.Run";
 
 // ---------------------------------------------------------------------------
 // DistributedEnv
+
+TEST(DefaultDevice, LocalRanksGpuWhenThereIsOne) {
+  EXPECT_EQ(default_device(0, 0), "cpu");
+  EXPECT_EQ(default_device(3, 0), "cpu");
+  EXPECT_EQ(default_device(0, 4), "cuda:0");
+  EXPECT_EQ(default_device(3, 4), "cuda:3");
+  EXPECT_EQ(default_device(5, 1), "cuda:0");  // each rank sees only its own GPU
+  try {
+    default_device(5, 4);
+    FAIL() << "LOCAL_RANK=5 with 4 GPUs must be refused";
+  } catch (const SettingsError& e) {
+    EXPECT_NE(std::string(e.what()).find("LOCAL_RANK=5"), std::string::npos) << e.what();
+  }
+  // This machine: what --device defaults to for a single process.
+  const std::string expected = torch::cuda::device_count() > 0 ? "cuda:0" : "cpu";
+  EXPECT_EQ(default_device(DistributedEnv{}), expected);
+}
 
 TEST(DistributedEnv, MissingVariablesMeanOneProcess) {
   ScopedEnv env({});
@@ -409,7 +427,21 @@ void run_failure(Communicator& comm, const std::string& scenario, int victim) {
     }
     const auto round_start = Clock::now();
     try {
-      if (scenario == "die_allreduce") {
+      if (scenario == "relay") {
+        // Victim -> rank 0 -> the others: rank 0 forwards only what it got,
+        // so when the victim dies the others wait on rank 0, not on the victim.
+        auto t = torch::full({1000}, static_cast<float>(round));
+        if (r == victim) {
+          comm.isend(t, 0, round).wait();
+        } else if (r == 0) {
+          comm.irecv(t, victim, round).wait();
+          for (int q = 1; q < k; ++q)
+            if (q != victim) comm.isend(t, q, round).wait();
+        } else {
+          comm.irecv(t, 0, round).wait();
+        }
+        ASSERT_TRUE(torch::equal(t, torch::full({1000}, static_cast<float>(round))));
+      } else if (scenario == "die_allreduce") {
         auto t = torch::ones({1000});
         comm.allreduce_sum(t).wait();
         ASSERT_TRUE(torch::equal(t, torch::full({1000}, static_cast<float>(k))));
@@ -594,6 +626,51 @@ TEST(DirectLaunch, DeadPeerInAllreduce) {
 
 TEST(DirectLaunch, HungPeerTimesOut) {
   expect_survivors_detect("hang", milliseconds(2000));
+}
+
+// The failure hang-up (c10d_adapter.cpp, GlooGroup::hang_up): rank 0's
+// receive from the dead rank 1 fails at once; rank 2, blocked on rank 0
+// rather than on the dead rank, must fail because rank 0 hangs up on it, and
+// in time for rank 0's diagnosis (which waits at most 1 s for the others'
+// reports while rank 0 is still up) to quote rank 2's report. Without the
+// hang-up rank 2 learns nothing until rank 0 exits, after that wait, and
+// then cannot report any more (rank 0 hosted the store).
+TEST(DirectLaunch, FailedRankHangsUpOnItsPeers) {
+  const milliseconds timeout(20000);
+  const int port = free_port();
+  const std::string dir = temp_dir();
+  std::vector<Child> children(3);
+  const auto start = Clock::now();
+  for (int rank = 0; rank < 3; ++rank) {
+    auto env = worker_env("relay", timeout);
+    env["RANK"] = std::to_string(rank);
+    env["LOCAL_RANK"] = std::to_string(rank);
+    env["WORLD_SIZE"] = "3";
+    env["MASTER_ADDR"] = "127.0.0.1";
+    env["MASTER_PORT"] = std::to_string(port);
+    children[rank] = spawn({self_exe(), kWorkerFilter}, env, dir + "/rank" + std::to_string(rank) + ".log");
+  }
+  wait_all({&children[0], &children[1], &children[2]}, start + milliseconds(30000) + timeout);
+  std::vector<std::string> logs;
+  for (const Child& c : children) logs.push_back(read_file(c.log));
+  std::filesystem::remove_all(dir);
+  const std::string all = "rank 0:\n" + logs[0] + "\nrank 1:\n" + logs[1] + "\nrank 2:\n" + logs[2];
+  ASSERT_NE(logs[1].find("dying now"), std::string::npos) << all;
+  for (int rank : {0, 2}) {
+    EXPECT_TRUE(exited_with_failure(children[rank])) << "rank " << rank << ": "
+                                                     << describe_status(children[rank].status) << "\n" << all;
+    EXPECT_NE(logs[rank].find("CommunicationError"), std::string::npos) << all;
+  }
+  // Rank 2's own failure names rank 0, the rank that hung up on it.
+  EXPECT_TRUE(std::regex_search(logs[2], std::regex("from rank 0 \\(tag 3\\) failed after [0-9]+ ms: "
+                                                    "the connection to rank 0 was lost")))
+      << all;
+  // Rank 0's diagnosis quotes rank 2's report: rank 2 failed while rank 0 was still up.
+  EXPECT_TRUE(std::regex_search(logs[0], std::regex("Other ranks reported errors \\(1\\): rank 2: ")))
+      << all;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(logs[2], m, std::regex("detected after ([0-9]+) ms"))) << all;
+  EXPECT_LT(std::stol(m[1]), timeout.count() / 2) << all;
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // forward against naive loops, adjointness, gradients (finite differences),
 // determinism, bad-input errors, and CUDA against CPU where a GPU exists.
 #include <gtest/gtest.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -424,6 +426,27 @@ TEST(PatchesErrors, WrongDtypesAndShapes) {
       GTEST_SKIP() << "no CUDA device available (or LibTorch built without CUDA): the " \
                       "CUDA kernels are not exercised here";                            \
   } while (0)
+
+// Runs without a GPU: the CUDA build (TESSERA_WITH_CUDA: a CUDA LibTorch and
+// nvcc) must load LibTorch's CUDA half and register every tessera op for the
+// CUDA dispatch key; the CPU-only build must not claim to.
+TEST(CudaBuild, OpsRegisteredForCudaExactlyInTheCudaBuild) {
+#ifdef TESSERA_WITH_CUDA
+  constexpr bool cuda_build = true;
+#else
+  constexpr bool cuda_build = false;
+#endif
+  // c10_cuda registers the CUDA device guard when it is loaded.
+  EXPECT_EQ(c10::impl::hasDeviceGuardImpl(c10::DeviceType::CUDA), cuda_build);
+  for (const char* name : {"tessera::extract_patches", "tessera::overlap_add",
+                           "tessera::_patches_position_grad", "tessera::pack_regions",
+                           "tessera::unpack_regions", "tessera::unpack_regions_"}) {
+    const auto op = c10::Dispatcher::singleton().findSchema({name, ""});
+    ASSERT_TRUE(op.has_value()) << name << " is not registered";
+    EXPECT_TRUE(op->hasKernelForDispatchKey(c10::DispatchKey::CPU)) << name;
+    EXPECT_EQ(op->hasKernelForDispatchKey(c10::DispatchKey::CUDA), cuda_build) << name;
+  }
+}
 
 TEST(PatchesCuda, ExtractMatchesCpu) {
   REQUIRE_CUDA();

@@ -19,8 +19,10 @@
 
 // LibTorch's CMake package defines USE_C10D_GLOO (and, on CUDA builds with
 // NCCL, USE_C10D_NCCL) for its consumers; without them these headers are empty.
+// A pip LibTorch ships no Gloo headers (its Gloo is linked into
+// libtorch_cpu): Debian's libgloo-dev provides them. Only handles to Gloo
+// objects cross that boundary; nothing here calls into Gloo itself.
 #ifdef USE_C10D_GLOO
-#include <gloo/transport/pair.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 #if defined(TESSERA_WITH_CUDA) && defined(USE_C10D_NCCL)
@@ -43,6 +45,7 @@
 #include <thread>
 
 #include "src/comm/liveness.h"
+#include "src/comm/opened_connections.h"
 #include "src/error.h"
 
 // ---------------------------------------------------------------------------
@@ -234,27 +237,6 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const DistributedEnv& env
   }
 }
 
-// A Gloo process group that can hang up on its peers.  Without that, a peer
-// blocked in an operation with a failed rank (rather than with the dead one)
-// notices nothing until that rank exits or its own timeout expires, and by
-// then the store, which rank 0 hosts, may be gone.
-class GlooGroup final : public c10d::ProcessGroupGloo {
- public:
-  using c10d::ProcessGroupGloo::ProcessGroupGloo;
-
-  // Resets every connection: the peers' pending operations with this rank fail
-  // at once.  This rank's own pending operations are not woken (they run out
-  // at the timeout), so the group is unusable afterwards.
-  void hang_up() {
-    for (const auto& context : contexts_) {
-      if (!context) continue;
-      for (int peer = 0; peer < context->size; ++peer) {
-        if (peer == context->rank) continue;
-        if (auto& pair = context->getPair(peer)) pair->close();
-      }
-    }
-  }
-};
 #endif
 
 enum class Kind { Send, Recv, Allreduce, Broadcast, Barrier };
@@ -774,9 +756,14 @@ void GroupImpl::connect() {
 #ifdef USE_C10D_GLOO
       auto gloo_opts = c10d::ProcessGroupGloo::Options::create(timeout_);
       gloo_opts->devices.push_back(gloo_device(env_));
-      auto gloo = c10::make_intrusive<GlooGroup>(pg_store, rank, size, gloo_opts);
-      hang_up_ = [gloo] { gloo->hang_up(); };
-      pg_ = gloo;
+      // A Gloo process group that can hang up on its peers: without that, a
+      // peer blocked in an operation with a failed rank (rather than with the
+      // dead one) notices nothing until that rank exits or its own timeout
+      // expires, and by then the store, which rank 0 hosts, may be gone. The
+      // connections it opens while it connects to every peer are its pairs.
+      const auto before = OpenedConnections::open_sockets();
+      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(pg_store, rank, size, gloo_opts);
+      hang_up_ = [pairs = OpenedConnections(before)] { pairs.shut_down(); };
 #endif
     }
   } catch (const tessera::Error&) {

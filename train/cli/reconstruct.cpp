@@ -4,6 +4,7 @@
 #include "models/priors/native.h"
 #include "models/priors/torchscript.h"
 #include "src/comm/communicator.h"
+#include "src/comm/default_device.h"
 #include "src/comm/distributed_env.h"
 #include "src/error.h"
 #include "src/threads.h"
@@ -61,7 +62,8 @@ int reconstruct(int argc, char** argv) {
       ("clamp-amplitude", "keep the object amplitude <= 1")
       ("phase-only", "pure phase object (amplitude fixed to 1)")
       ("threads", "CPU threads per process (default: OMP_NUM_THREADS, else all cores)", cxxopts::value<int>()->default_value("0"))
-      ("device", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))
+      ("device", "cpu or cuda[:N] (default: GPU LOCAL_RANK when this build has CUDA and a GPU is visible, else cpu)",
+       cxxopts::value<std::string>())
       ("precision", "float or double", cxxopts::value<std::string>()->default_value("float"))
       ("checkpoint-every", "write the result every N iterations (0: only at the end)", cxxopts::value<int>()->default_value("10"))
       ("resume", "continue from this result file", cxxopts::value<std::string>())
@@ -126,7 +128,7 @@ int reconstruct(int argc, char** argv) {
   s.object_constraints.clamp_amplitude = r.count("clamp-amplitude") > 0;
   s.object_constraints.phase_only = r.count("phase-only") > 0;
   s.threads = configure_threads(r["threads"].as<int>());
-  s.device = r["device"].as<std::string>();
+  s.device = r.count("device") ? r["device"].as<std::string>() : comm::default_device(comm::DistributedEnv::from_environment());
   s.precision = r["precision"].as<std::string>();
   s.checkpoint_every = r["checkpoint-every"].as<int>();
   s.quiet = r.count("quiet") > 0;
