@@ -220,7 +220,7 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
     std::cout << "zero order at pixel (" << z.first << ", " << z.second << ") of the frames"
               << (g.zero_order_source == "file"     ? " (from the file)"
                   : g.zero_order_source == "option" ? " (from --zero-order)"
-                  : g.zero_order_source == "data"   ? " (centre of mass of the mean pattern)"
+                  : g.zero_order_source == "data"   ? " (estimated: centroid of the mean pattern's bright region)"
                                                     : " (frame centre)");
     const auto t = rec.probe_tilt_px();
     if (t.first != 0 || t.second != 0)

@@ -45,7 +45,7 @@ int info(int argc, char** argv) {
     const auto& g = p.experiment;
     const auto [y, x] = *g.zero_order_px;
     std::printf("zero order:        pixel (%.2f, %.2f), %s; %+.2f, %+.2f px from the frame centre\n", y, x,
-                g.zero_order_source == "file" ? "from the file" : "centre of mass of the mean pattern's bright part",
+                g.zero_order_source == "file" ? "from the file" : "estimated: centroid of the mean pattern's bright region",
                 y - static_cast<double>(g.frame_h / 2), x - static_cast<double>(g.frame_w / 2));
     std::cout << "no problems found" << std::endl;
     return 0;
