@@ -101,7 +101,7 @@ std::optional<ShadowShift> measure_shadow_shift(const Stem4dFile& file, std::str
   const auto block = torch::stack(rows);
 
   // The bright-field disc: pixels above half the brightest of the mean pattern.
-  const auto mean = block.mean({0, 1});
+  const torch::Tensor mean = block.mean(std::vector<int64_t>{0, 1});
   const auto disc = mean > 0.5 * mean.max().item<double>();
   if (disc.sum().item<int64_t>() < 8)
     return fail("no bright-field disc found in the mean pattern (fewer than 8 pixels above half its maximum)");
@@ -124,7 +124,7 @@ std::optional<ShadowShift> measure_shadow_shift(const Stem4dFile& file, std::str
       return std::array<double, 2>{(wgt * ky).sum().item<double>() / total, (wgt * kx).sum().item<double>() / total};
     };
     const auto a = centre(first), b = centre(second);
-    auto image = [&](const torch::Tensor& half) { return (block * half).sum({2, 3}); };
+    auto image = [&](const torch::Tensor& half) { return (block * half).sum(std::vector<int64_t>{2, 3}); };
     return Pair{{a[0] - b[0], a[1] - b[1]}, best_shift(image(first), image(second))};
   };
   const auto right = disc & (kx > cx), left = disc & (kx < cx), bottom = disc & (ky > cy), top = disc & (ky < cy);
@@ -148,6 +148,13 @@ std::optional<ShadowShift> measure_shadow_shift(const Stem4dFile& file, std::str
   const double m00 = -(k00 * i00 + k01 * i10), m01 = -(k00 * i01 + k01 * i11);
   const double m10 = -(k10 * i00 + k11 * i10), m11 = -(k10 * i01 + k11 * i11);
 
+  // Neighbouring patterns share a shadow only if it moves less than the
+  // disc's width per step; a larger "motion" is the fit of images without a
+  // shadow (a focused probe shows phase gradients, not a shadow).
+  const double disc_width = 2 * std::sqrt(disc.sum().item<double>() / M_PI);
+  if (std::max(std::hypot(m00, m10), std::hypot(m01, m11)) > disc_width)
+    return fail("the fitted shadow moves more than the bright-field disc's width (" + fmt(disc_width * static_cast<double>(bin)) +
+                " px) per scan step: there is no shadow image to follow (the probe is near focus) or the step is too coarse");
   ShadowShift r;
   r.block_y = by;
   r.block_x = bx;
@@ -189,7 +196,7 @@ std::string describe_shadow_shift(const ShadowShift& s, const Stem4dCalibration&
   }
   o << pad << "implied scan rotation: " << fmt(s.rotation_if_defocus_positive_deg, "%.1f") << "° if Δf > 0, "
     << fmt(s.rotation_if_defocus_negative_deg, "%.1f") << "° if Δf < 0";
-  if (s.defocus_magnitude_angstrom) o << "; |Δf| ≈ " << fmt(*s.defocus_magnitude_angstrom, "%.3g") << " Å";
+  if (s.defocus_magnitude_angstrom) o << "; roughly |Δf| ≈ " << fmt(*s.defocus_magnitude_angstrom, "%.3g") << " Å";
   o << " (correlation " << fmt(s.correlation, "%.2f")
     << (s.correlation < kReliableCorrelation ? ", too low: unreliable" : "") << ")\n";
   if (cal.defocus_angstrom && *cal.defocus_angstrom != 0) {

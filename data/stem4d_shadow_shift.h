@@ -18,7 +18,8 @@
 //  - a mirrored motion (the y-step arrow on the wrong side of the x-step arrow)
 //    means the scan axes are flipped or transposed against the detector's,
 //    which no rotation fixes;
-//  - the magnitude gives |Δf| = step / (λ Δk × pixels per step).
+//  - the magnitude gives |Δf| = step / (λ Δk × pixels per step), roughly: in
+//    simulations (±250 Å, 30°) it came out 10-25 % low, the angle within 3°.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -40,7 +41,7 @@ struct ShadowShift {
   double rotation_if_defocus_positive_deg = 0, rotation_if_defocus_negative_deg = 0;
   bool mirrored = false;        // the two arrows are mirror images of the scan's axes
   double correlation = 0;       // of the half-disc images at the found shift (0..1): below ~0.3 is unreliable
-  std::optional<double> defocus_magnitude_angstrom;  // from the magnitude and the scan step (not for measured positions)
+  std::optional<double> defocus_magnitude_angstrom;  // rough, from the magnitude and the step (not for measured positions)
 };
 
 // Measures the shadow motion over at most max_side × max_side scan positions
