@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "data/phantom.h"
+#include "data/stem4d_file.h"
 #include "models/probe_init.h"
 #include "models/propagation.h"
 #include "models/zero_order.h"
@@ -40,7 +41,7 @@ struct Simulated {
 // pixels of the sample grid that `geo` defines. The random generator is used
 // for the jitter first and the noise last, so X-ray results stay as they were.
 Simulated run_scan(const SimulationSettings& s, const ExperimentGeometry& geo, double step_px, double jitter_px,
-                   const std::function<torch::Tensor()>& make_probe) {
+                   const std::function<torch::Tensor()>& make_probe, double scan_rotation_deg = 0) {
   auto gen = at::detail::createCPUGenerator(s.seed);
   const double px = geo.pixel_x_m(), py = geo.pixel_y_m();
 
@@ -50,7 +51,7 @@ Simulated run_scan(const SimulationSettings& s, const ExperimentGeometry& geo, d
   auto ix = torch::arange(s.scan_x, torch::kFloat64).view({1, -1}).expand({s.scan_y, s.scan_x}).reshape({n});
   auto jitter = (torch::rand({n, 2}, gen, torch::kFloat64) * 2 - 1) * jitter_px;
   auto centres_px = torch::stack({iy * step_px, ix * step_px}, 1) + jitter;
-  auto positions_m = centres_px * torch::tensor({py, px}, torch::kFloat64);
+  auto positions_m = scan_to_detector_axes(centres_px * torch::tensor({py, px}, torch::kFloat64), scan_rotation_deg);
   // The reconstruction derives the same pixel grid from the metres (same margin).
   auto geom = ScanGeometry::from_metres(positions_m, py, px, s.frame, s.frame);
 
@@ -169,7 +170,9 @@ Stem4dContent simulate_stem4d(const SimulationSettings& s) {
 
   electron::ProbeOptics optics{s.electron_energy_kev, s.convergence_mrad, s.defocus_angstrom, s.c3_mm};
   auto make_probe = [&] { return electron::aberration_probe(optics, s.frame, s.frame, dk, dk, s.photons).unsqueeze(0); };
-  Simulated sim = run_scan(s, geo, step_px, 0.0, make_probe);
+  TESSERA_REQUIRE(SettingsError, std::isfinite(s.scan_rotation_deg) && std::fabs(s.scan_rotation_deg) <= 360,
+                  "the scan rotation must be a number of degrees in [-360, 360], got ", s.scan_rotation_deg);
+  Simulated sim = run_scan(s, geo, step_px, s.measured_positions ? s.jitter_px : 0.0, make_probe, s.scan_rotation_deg);
 
   Stem4dContent c;
   c.data = sim.frames.reshape({s.scan_y, s.scan_x, s.frame, s.frame});
@@ -181,6 +184,12 @@ Stem4dContent simulate_stem4d(const SimulationSettings& s) {
   cal.convergence_mrad = s.convergence_mrad;
   cal.defocus_angstrom = s.defocus_angstrom;
   cal.c3_mm = s.c3_mm;
+  if (s.scan_rotation_deg != 0) cal.scan_rotation_deg = s.scan_rotation_deg;
+  if (s.measured_positions) {
+    // Back to the scan's axes, where the layout stores positions.
+    c.positions_angstrom = scan_to_detector_axes(sim.positions_m * 1e10, -s.scan_rotation_deg);
+    cal.step_y_angstrom = cal.step_x_angstrom = 0;
+  }
   c.store_mrad = s.store_mrad;
   c.truth = sim.truth;
   return c;

@@ -42,8 +42,8 @@ struct SimulationSettings {
   // Electron mode (simulate_stem4d): physical 4D-STEM units. The probe comes
   // from src/electron_optics.h (aperture, defocus, C3; aperture_fraction,
   // defocus_rad and probe_modes > 1 do not apply), `photons` is the mean
-  // electron count per pattern, and the scan is a regular raster (the layout
-  // stores a step, not positions), so jitter_px does not apply either.
+  // electron count per pattern, and the scan is a regular raster stored as a
+  // step (jitter_px does not apply) unless measured_positions is set.
   double electron_energy_kev = 300;
   double convergence_mrad = 20;
   double defocus_angstrom = 300;
@@ -55,6 +55,13 @@ struct SimulationSettings {
   double mrad_per_pixel = 0.8;
   double step_angstrom = 0;  // scan step in Å; 0 = step_px sample pixels
   bool store_mrad = false;   // store the calibration in mrad (else Å⁻¹) per pixel
+  // Angle from the scan's axes to the detector's (data/stem4d_file.h,
+  // /stem4d/scan_rotation_deg): the raster is rotated by it on the sample, and
+  // the file records it.
+  double scan_rotation_deg = 0;
+  // Store the probe positions (raster plus jitter_px) as measured positions
+  // (/stem4d/positions_angstrom) instead of a step: jitter then applies.
+  bool measured_positions = false;
 };
 
 // Runs the forward model on the phantom and returns what write_cxi stores.

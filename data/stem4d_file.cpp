@@ -36,6 +36,8 @@ struct Stem4dFile::Impl {
   h5::TypeInfo data_type;
   int64_t ry = 0, rx = 0, qy = 0, qx = 0;
   Stem4dCalibration cal;
+  torch::Tensor positions_a;  // (Ry*Rx, 2) float64 [y, x] Å in detector axes
+  bool measured = false;      // positions_a from positions_angstrom
   std::optional<torch::Tensor> mask_valid;  // (Qy, Qx) bool
   bool has_truth = false;
   std::vector<std::string> notes;
@@ -202,16 +204,57 @@ Stem4dFile::Stem4dFile(const std::string& path) {
   }
   const double lambda = s.cal.wavelength_angstrom;
 
-  // ---- scan step
+  // ---- scan: a step or measured positions, and the rotation to detector axes
   {
-    const auto step = *read_values(keys::kStep, "scan step", "Å, [y, x]", true, true);
-    for (double v : {step.y, step.x}) {
-      positive(keys::kStep, v, "scan step", "Å");
-      if (v < kMinStepAngstrom)
-        s.fail(keys::kStep, "is " + fmt(v) + " Å, far below any probe step; the layout stores Å (1 nm = 10 Å, 1e-10 m = 1 Å)");
+    const bool measured = f.exists(keys::kPositions) || f.is_dangling_link(keys::kPositions);
+    if (!measured && !f.exists(keys::kStep) && !f.is_dangling_link(keys::kStep))
+      s.fail(keys::kStep, std::string("is missing and so is ") + keys::kPositions +
+                              ": the scan step (Å, [y, x]) or the measured probe positions (Å) are required" + not_stem_hint());
+    if (const auto step = read_values(keys::kStep, "scan step", "Å, [y, x]", true, !measured)) {
+      for (double v : {step->y, step->x}) {
+        positive(keys::kStep, v, "scan step", "Å");
+        if (v < kMinStepAngstrom)
+          s.fail(keys::kStep, "is " + fmt(v) + " Å, far below any probe step; the layout stores Å (1 nm = 10 Å, 1e-10 m = 1 Å)");
+      }
+      s.cal.step_y_angstrom = step->y;
+      s.cal.step_x_angstrom = step->x;
     }
-    s.cal.step_y_angstrom = step.y;
-    s.cal.step_x_angstrom = step.x;
+    torch::Tensor scan_yx;  // Å, the scan's axes
+    if (measured) {
+      const char* key = keys::kPositions;
+      h5::Dataset d = f.dataset(key);
+      const auto type = d.type();
+      const auto shape = d.shape();
+      if (!is_real_number(type))
+        s.fail(key, "holds " + type.name + " values; the measured probe positions must be numbers (Å, [y, x])");
+      if (shape.size() != 2 || shape[0] != s.n() || shape[1] != 2) {
+        const bool as_scan = shape.size() == 3 && shape[0] == s.ry && shape[1] == s.rx && shape[2] == 2;
+        s.fail(key, "has shape " + h5::shape_string(shape) + "; expected (" + std::to_string(s.n()) +
+                        ", 2): one [y, x] position in Å per pattern, in scan order (Ry * Rx = " + std::to_string(s.ry) +
+                        " × " + std::to_string(s.rx) + ")" + (as_scan ? "; reshape the (Ry, Rx, 2) array to (Ry*Rx, 2)" : ""));
+      }
+      scan_yx = d.read(torch::kDouble).reshape({s.n(), 2});
+      const auto finite = torch::isfinite(scan_yx).all(1);
+      if (!finite.all().item<bool>()) {
+        const int64_t j = finite.logical_not().nonzero()[0][0].item<int64_t>();
+        s.fail(key, "holds NaN or infinite values (first at " + s.where(j) + "); every position must be a finite number of Å");
+      }
+      const double span = (std::get<0>(scan_yx.max(0)) - std::get<0>(scan_yx.min(0))).max().item<double>();
+      if (s.n() > 1 && span == 0)
+        s.fail(key, "gives all " + std::to_string(s.n()) + " patterns the same position; the probe positions must differ (Å)");
+    } else {
+      auto iy = torch::arange(s.ry, torch::kFloat64).view({-1, 1}).expand({s.ry, s.rx}).reshape({-1});
+      auto ix = torch::arange(s.rx, torch::kFloat64).view({1, -1}).expand({s.ry, s.rx}).reshape({-1});
+      scan_yx = torch::stack({iy * s.cal.step_y_angstrom, ix * s.cal.step_x_angstrom}, 1);
+    }
+    s.measured = measured;
+    if (const auto r = read_values(keys::kRotation, "scan rotation", "degrees", false, false)) {
+      if (std::fabs(r->y) > 360)
+        s.fail(keys::kRotation, "is " + fmt(r->y) + "; the angle from the scan's axes to the detector's must be in degrees, "
+                                "between -360 and 360");
+      s.cal.scan_rotation_deg = r->y;
+    }
+    s.positions_a = scan_to_detector_axes(scan_yx, s.cal.scan_rotation_deg.value_or(0.0)).contiguous();
   }
 
   // ---- reciprocal calibration
@@ -274,6 +317,19 @@ Stem4dFile::Stem4dFile(const std::string& path) {
     s.mask_valid = valid;
   }
 
+  // ---- zero order (optional)
+  if (f.exists(keys::kZeroOrder) || f.is_dangling_link(keys::kZeroOrder)) {
+    const auto z = read_values(keys::kZeroOrder, "zero-order position", "detector pixels, [y, x]", true, true);
+    if (f.dataset(keys::kZeroOrder).numel() != 2)
+      s.fail(keys::kZeroOrder, "holds one number; the zero-order position needs two: [y, x] in detector pixels");
+    for (auto [v, q, axis] : {std::tuple{z->y, s.qy, "y"}, std::tuple{z->x, s.qx, "x"}})
+      if (v < -0.5 || v > static_cast<double>(q) - 0.5)
+        s.fail(keys::kZeroOrder, "puts the zero order at " + std::string(axis) + " = " + fmt(v) +
+                                     " pixels, outside the patterns (0 to " + std::to_string(q - 1) +
+                                     " along " + axis + "); it is [y, x] in detector pixels of the patterns as stored");
+    s.cal.zero_order_px = std::pair{z->y, z->x};
+  }
+
   // ---- scan extent in sample-plane pixels
   {
     const ExperimentGeometry g = [&] {
@@ -284,13 +340,15 @@ Stem4dFile::Stem4dFile(const std::string& path) {
       e.reciprocal_pixel_x_per_m = s.cal.dk_x * 1e10;
       return e;
     }();
-    const double ey = static_cast<double>(s.ry - 1) * s.cal.step_y_angstrom * 1e-10 / g.pixel_y_m() + static_cast<double>(s.qy);
-    const double ex = static_cast<double>(s.rx - 1) * s.cal.step_x_angstrom * 1e-10 / g.pixel_x_m() + static_cast<double>(s.qx);
+    const auto span = std::get<0>(s.positions_a.max(0)) - std::get<0>(s.positions_a.min(0));
+    const double ey = span[0].item<double>() * 1e-10 / g.pixel_y_m() + static_cast<double>(s.qy);
+    const double ex = span[1].item<double>() * 1e-10 / g.pixel_x_m() + static_cast<double>(s.qx);
     if (!std::isfinite(ey) || !std::isfinite(ex) || ey > kMaxScanExtentPx || ex > kMaxScanExtentPx)
-      s.fail(keys::kStep, "makes the scan span " + fmt(ey, "%.4g") + " × " + fmt(ex, "%.4g") +
-                              " sample pixels (y × x; pixel " + fmt(g.pixel_y_m() * 1e10, "%.4g") + " × " +
-                              fmt(g.pixel_x_m() * 1e10, "%.4g") + " Å from the reciprocal calibration), more than " +
-                              fmt(kMaxScanExtentPx, "%.0f") + ": are the step (Å) and the calibration (Å⁻¹ or mrad per pixel) right?");
+      s.fail(s.measured ? keys::kPositions : keys::kStep,
+             "makes the scan span " + fmt(ey, "%.4g") + " × " + fmt(ex, "%.4g") + " sample pixels (y × x; pixel " +
+                 fmt(g.pixel_y_m() * 1e10, "%.4g") + " × " + fmt(g.pixel_x_m() * 1e10, "%.4g") +
+                 " Å from the reciprocal calibration), more than " + fmt(kMaxScanExtentPx, "%.0f") + ": are the " +
+                 (s.measured ? "positions" : "step") + " (Å) and the calibration (Å⁻¹ or mrad per pixel) right?");
   }
 
   // ---- ground truth (optional)
@@ -340,15 +398,15 @@ ExperimentGeometry Stem4dFile::geometry() const {
   g.frame_w = s.qx;
   g.reciprocal_pixel_y_per_m = s.cal.dk_y * 1e10;
   g.reciprocal_pixel_x_per_m = s.cal.dk_x * 1e10;
+  if (s.cal.zero_order_px) {
+    g.zero_order_px = s.cal.zero_order_px;
+    g.zero_order_source = "file";
+  }
   return g;
 }
 
-torch::Tensor Stem4dFile::positions_m() const {
-  const Impl& s = *impl_;
-  auto iy = torch::arange(s.ry, torch::kFloat64).view({-1, 1}).expand({s.ry, s.rx}).reshape({-1});
-  auto ix = torch::arange(s.rx, torch::kFloat64).view({1, -1}).expand({s.ry, s.rx}).reshape({-1});
-  return torch::stack({iy * (s.cal.step_y_angstrom * 1e-10), ix * (s.cal.step_x_angstrom * 1e-10)}, 1).contiguous();
-}
+torch::Tensor Stem4dFile::positions_m() const { return impl_->positions_a * 1e-10; }
+bool Stem4dFile::has_measured_positions() const { return impl_->measured; }
 
 torch::Tensor Stem4dFile::valid_mask() const {
   if (impl_->mask_valid) return impl_->mask_valid->clone();
@@ -460,9 +518,29 @@ std::string Stem4dFile::summary() const {
   o << "  patterns:          " << s.ry << " × " << s.rx << " scan positions of " << s.qy << " × " << s.qx << " pixels, "
     << s.data_type.name << " (" << keys::kData << ")\n";
   o << "  beam:              " << fmt(c.energy_kev, "%.4g") << " keV, λ = " << fmt(c.wavelength_angstrom, "%.5g") << " Å\n";
-  o << "  scan step:         " << fmt(c.step_y_angstrom, "%.4g") << " × " << fmt(c.step_x_angstrom, "%.4g")
-    << " Å (y × x), field of view " << fmt(c.step_y_angstrom * static_cast<double>(s.ry - 1), "%.4g") << " × "
-    << fmt(c.step_x_angstrom * static_cast<double>(s.rx - 1), "%.4g") << " Å\n";
+  if (s.measured) {
+    const auto span = std::get<0>(s.positions_a.max(0)) - std::get<0>(s.positions_a.min(0));
+    o << "  scan positions:    measured (" << keys::kPositions << "), spanning " << fmt(span[0].item<double>(), "%.4g")
+      << " × " << fmt(span[1].item<double>(), "%.4g") << " Å (y × x, detector axes)";
+    if (c.step_y_angstrom > 0)
+      o << "; nominal step " << fmt(c.step_y_angstrom, "%.4g") << " × " << fmt(c.step_x_angstrom, "%.4g") << " Å, not used";
+    o << "\n";
+  } else {
+    o << "  scan step:         " << fmt(c.step_y_angstrom, "%.4g") << " × " << fmt(c.step_x_angstrom, "%.4g")
+      << " Å (y × x), field of view " << fmt(c.step_y_angstrom * static_cast<double>(s.ry - 1), "%.4g") << " × "
+      << fmt(c.step_x_angstrom * static_cast<double>(s.rx - 1), "%.4g") << " Å\n";
+  }
+  o << "  scan rotation:     ";
+  if (c.scan_rotation_deg)
+    o << fmt(*c.scan_rotation_deg, "%.4g") << "° (scan axes -> detector axes, " << keys::kRotation << ")\n";
+  else
+    o << "none given (scan axes taken as the detector's)\n";
+  o << "  zero order:        ";
+  if (c.zero_order_px)
+    o << "[" << fmt(c.zero_order_px->first, "%.4g") << ", " << fmt(c.zero_order_px->second, "%.4g")
+      << "] detector pixels (y, x; " << keys::kZeroOrder << ")\n";
+  else
+    o << "not in the file\n";
   o << "  reciprocal pixel:  " << fmt(c.dk_y, "%.4g") << " × " << fmt(c.dk_x, "%.4g") << " Å⁻¹ (" << fmt(c.mrad_per_pixel_y(), "%.4g")
     << " × " << fmt(c.mrad_per_pixel_x(), "%.4g") << " mrad) per pixel\n";
   o << "  sample pixel:      " << fmt(g.pixel_y_m() * 1e10, "%.4g") << " × " << fmt(g.pixel_x_m() * 1e10, "%.4g")
@@ -499,6 +577,16 @@ std::string Stem4dFile::summary() const {
     o << "  counts per pattern: patterns cannot be read (see problems)\n";
   }
   return o.str();
+}
+
+torch::Tensor scan_to_detector_axes(const torch::Tensor& positions_yx, double rotation_deg) {
+  TESSERA_REQUIRE(Error, positions_yx.dim() == 2 && positions_yx.size(1) == 2, "scan positions must be (N, 2) [y, x], got ",
+                  positions_yx.sizes());
+  const auto p = positions_yx.to(torch::kFloat64);
+  if (rotation_deg == 0) return p.clone();
+  const double c = std::cos(rotation_deg * M_PI / 180), sn = std::sin(rotation_deg * M_PI / 180);
+  const auto y = p.select(1, 0), x = p.select(1, 1);
+  return torch::stack({x * sn + y * c, x * c - y * sn}, 1);
 }
 
 DataFormat detect_data_format(const std::string& path) {

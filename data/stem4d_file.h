@@ -8,10 +8,28 @@
 //                                               layout_version = 1
 //   /stem4d/data                                (Ry, Rx, Qy, Qx) counts, any integer or float type;
 //                                               pattern [iy, ix] is taken with the probe centred at
-//                                               (y, x) = (iy * step_y, ix * step_x); zero order near
-//                                               pixel [Qy/2, Qx/2] (as measured, not FFT-shifted)
+//                                               (y, x) = (iy * step_y, ix * step_x) in the scan's
+//                                               axes; as measured (not FFT-shifted), zero order near
+//                                               pixel [Qy/2, Qx/2] unless zero_order_px says where
 //   /stem4d/beam_energy_kev                     scalar, accelerating voltage in kV (e.g. 300)
-//   /stem4d/scan_step_angstrom                  (2,) [y, x] scan step in Å (a scalar: same step in y and x)
+//   /stem4d/scan_step_angstrom                  (2,) [y, x] scan step in Å (a scalar: same step in y and x);
+//                                               required unless positions_angstrom is given
+//   /stem4d/positions_angstrom                  optional (Ry*Rx, 2) measured [y, x] probe positions in Å,
+//                                               scan order, in the scan's axes; used instead of the step
+//                                               (which, when present too, is then only informational)
+//   /stem4d/scan_rotation_deg                   optional scalar θ (degrees, default 0): the angle from the
+//                                               scan's axes to the detector's. Positions are rotated by
+//                                               +θ to put them in detector axes (the axes of the sample
+//                                               grid the patterns' Fourier transform samples):
+//                                                 x_det = x cos θ − y sin θ,  y_det = x sin θ + y cos θ
+//                                               With y pointing down, as arrays are displayed, +θ turns
+//                                               the scan clockwise on screen: a scan step along +x moves
+//                                               the probe along the detector direction at θ from +x
+//                                               towards +y. |θ| <= 360
+//   /stem4d/zero_order_px                       optional (2,) [y, x]: where the zero order (the centre of the
+//                                               bright-field disc) falls, in detector pixels of the
+//                                               patterns as stored (pixel centres at integers), inside
+//                                               the pattern; becomes ExperimentGeometry::zero_order_px
 //   /stem4d/reciprocal_pixel_inverse_angstrom   (2,) [y, x] Å⁻¹ per detector pixel (or a scalar), or
 //   /stem4d/reciprocal_pixel_mrad               (2,) [y, x] mrad per detector pixel (or a scalar);
 //                                               one of the two is required; when both are present
@@ -28,7 +46,8 @@
 // also the order of positions_m() and of read_frames.
 //
 // Every problem that makes the file unusable is a tessera::DataError naming
-// the file, the HDF5 key and the problem, as CxiFile does. Frames are read
+// the file, the HDF5 key and the problem, as CxiFile does (layout_version
+// stays 1: the optional keys leave every older file valid). Frames are read
 // lazily (one hyperslab selection per run of consecutive patterns) and checked
 // for NaN, infinite and negative counts when read.
 //
@@ -37,6 +56,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -50,6 +70,9 @@ inline constexpr char kGroup[] = "/stem4d";
 inline constexpr char kData[] = "/stem4d/data";
 inline constexpr char kEnergy[] = "/stem4d/beam_energy_kev";
 inline constexpr char kStep[] = "/stem4d/scan_step_angstrom";
+inline constexpr char kPositions[] = "/stem4d/positions_angstrom";
+inline constexpr char kRotation[] = "/stem4d/scan_rotation_deg";
+inline constexpr char kZeroOrder[] = "/stem4d/zero_order_px";
 inline constexpr char kInverseAngstrom[] = "/stem4d/reciprocal_pixel_inverse_angstrom";
 inline constexpr char kMrad[] = "/stem4d/reciprocal_pixel_mrad";
 inline constexpr char kConvergence[] = "/stem4d/convergence_semiangle_mrad";
@@ -68,7 +91,9 @@ inline constexpr int64_t kLayoutVersion = 1;
 struct Stem4dCalibration {
   double energy_kev = 0;
   double wavelength_angstrom = 0;          // relativistic, from the energy
-  double step_y_angstrom = 0, step_x_angstrom = 0;
+  double step_y_angstrom = 0, step_x_angstrom = 0;  // 0 when only positions_angstrom gives the scan
+  std::optional<double> scan_rotation_deg;  // scan axes -> detector axes (sign convention above)
+  std::optional<std::pair<double, double>> zero_order_px;  // [y, x] detector pixels of the patterns as stored
   double dk_y = 0, dk_x = 0;               // Å⁻¹ per detector pixel
   std::optional<double> convergence_mrad;  // probe optics, when the file has them
   std::optional<double> defocus_angstrom;
@@ -96,8 +121,10 @@ class Stem4dFile {
   // size; no distance or detector pixel (sample pixel = 1 / (N Δk)).
   ExperimentGeometry geometry() const;
 
-  // (Ry*Rx, 2) float64 [y, x] probe positions in metres, scan order.
+  // (Ry*Rx, 2) float64 [y, x] probe positions in metres, scan order, in
+  // detector axes (the step or the measured positions, rotated by the scan rotation).
   torch::Tensor positions_m() const;
+  bool has_measured_positions() const;  // from positions_angstrom, not the step
   // (Qy, Qx) bool, true = pixel used; all true without a bad-pixel mask.
   torch::Tensor valid_mask() const;
   bool has_mask() const;
@@ -128,5 +155,9 @@ class Stem4dFile {
 // and the HDF5 wrapper's errors for a missing, non-HDF5 or truncated file.
 enum class DataFormat { cxi, stem4d };
 DataFormat detect_data_format(const std::string& path);
+
+// (N, 2) [y, x] positions in the scan's axes -> detector axes: rotated by
+// +rotation_deg as /stem4d/scan_rotation_deg defines it (any length unit).
+torch::Tensor scan_to_detector_axes(const torch::Tensor& positions_yx, double rotation_deg);
 
 }  // namespace tessera

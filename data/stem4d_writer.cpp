@@ -22,6 +22,7 @@ std::string num(double v) { return validation_text::format_number(v); }
 struct Prepared {
   torch::Tensor data;  // float32 (Ry, Rx, Qy, Qx)
   Stem4dCalibration cal;
+  std::optional<torch::Tensor> positions;  // (n, 2) float64 Å
   std::optional<torch::Tensor> mask;
   std::optional<GroundTruth> truth;
 };
@@ -49,8 +50,24 @@ Prepared prepare(const Stem4dContent& c, const std::string& prefix) {
   const int64_t qy = p.data.size(2), qx = p.data.size(3), n = p.data.size(0) * p.data.size(1);
   p.cal = c.calibration;
   positive(p.cal.energy_kev, "calibration.energy_kev", "keV");
-  positive(p.cal.step_y_angstrom, "calibration.step_y_angstrom", "Å");
-  positive(p.cal.step_x_angstrom, "calibration.step_x_angstrom", "Å");
+  if (c.positions_angstrom) {
+    const auto& q = *c.positions_angstrom;
+    require(q.defined() && q.dim() == 2 && q.size(0) == n && q.size(1) == 2 && !q.is_complex(),
+            "content.positions_angstrom has shape " + (q.defined() ? shape_of(q) : std::string("undefined")) + "; expected (" +
+                std::to_string(n) + ", 2) real [y, x] positions in Å");
+    p.positions = q.detach().to(torch::kCPU).to(torch::kFloat64).contiguous();
+    require(torch::isfinite(*p.positions).all().item<bool>(), "content.positions_angstrom holds NaN or infinite values");
+  }
+  if (!p.positions || p.cal.step_y_angstrom != 0 || p.cal.step_x_angstrom != 0) {
+    positive(p.cal.step_y_angstrom, "calibration.step_y_angstrom", "Å");
+    positive(p.cal.step_x_angstrom, "calibration.step_x_angstrom", "Å");
+  }
+  if (p.cal.scan_rotation_deg)
+    require(std::isfinite(*p.cal.scan_rotation_deg) && std::fabs(*p.cal.scan_rotation_deg) <= 360,
+            "content.calibration.scan_rotation_deg is " + num(*p.cal.scan_rotation_deg) + "; it must be degrees in [-360, 360]");
+  if (p.cal.zero_order_px)
+    require(std::isfinite(p.cal.zero_order_px->first) && std::isfinite(p.cal.zero_order_px->second),
+            "content.calibration.zero_order_px is not a pair of finite numbers");
   positive(p.cal.dk_y, "calibration.dk_y", "Å⁻¹ per pixel");
   positive(p.cal.dk_x, "calibration.dk_x", "Å⁻¹ per pixel");
   p.cal.wavelength_angstrom = electron::wavelength_angstrom(p.cal.energy_kev);
@@ -100,8 +117,15 @@ void write_file(const std::string& tmp, const Prepared& p, bool store_mrad, cons
   f.create_dataset(keys::kData, p.data, o).write_attribute("axes", std::string("scan_y:scan_x:q_y:q_x"));
   const auto& c = p.cal;
   f.write_scalar(keys::kEnergy, c.energy_kev).write_attribute("units", std::string("keV"));
-  f.create_dataset(keys::kStep, torch::tensor({c.step_y_angstrom, c.step_x_angstrom}, torch::kFloat64))
-      .write_attribute("units", std::string("angstrom [y, x]"));
+  if (c.step_y_angstrom > 0)
+    f.create_dataset(keys::kStep, torch::tensor({c.step_y_angstrom, c.step_x_angstrom}, torch::kFloat64))
+        .write_attribute("units", std::string("angstrom [y, x]"));
+  if (p.positions) f.create_dataset(keys::kPositions, *p.positions).write_attribute("units", std::string("angstrom [y, x]"));
+  if (c.scan_rotation_deg)
+    f.write_scalar(keys::kRotation, *c.scan_rotation_deg).write_attribute("units", std::string("degree"));
+  if (c.zero_order_px)
+    f.create_dataset(keys::kZeroOrder, torch::tensor({c.zero_order_px->first, c.zero_order_px->second}, torch::kFloat64))
+        .write_attribute("units", std::string("detector pixel [y, x]"));
   if (store_mrad)
     f.create_dataset(keys::kMrad, torch::tensor({c.mrad_per_pixel_y(), c.mrad_per_pixel_x()}, torch::kFloat64))
         .write_attribute("units", std::string("mrad per pixel [y, x]"));

@@ -12,9 +12,11 @@ namespace tessera {
 
 struct Stem4dContent {
   torch::Tensor data;  // (Ry, Rx, Qy, Qx) real counts, stored as float32; as measured, zero order near the centre
-  // energy_kev, step_*_angstrom and dk_* (Å⁻¹ per pixel) are required; the
-  // wavelength is derived (a value given here is ignored). Optional probe optics.
+  // energy_kev, step_*_angstrom (unless positions_angstrom is given) and dk_*
+  // (Å⁻¹ per pixel) are required; the wavelength is derived (a value given
+  // here is ignored). Optional probe optics, scan rotation and zero order.
   Stem4dCalibration calibration;
+  std::optional<torch::Tensor> positions_angstrom;  // (Ry*Rx, 2) measured [y, x] Å, scan axes
   bool store_mrad = false;  // write the calibration as mrad per pixel instead of Å⁻¹ per pixel
   std::optional<torch::Tensor> bad_pixels;  // (Qy, Qx) integer, non-zero = bad (stored as uint8)
   std::optional<GroundTruth> truth;         // -> /stem4d/tessera_truth/{object, probe, positions_px}

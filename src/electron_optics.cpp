@@ -23,6 +23,15 @@ double wavelength_angstrom(double energy_kev) {
   return kPlanckJs / p * 1e10;
 }
 
+double energy_kev_from_wavelength(double wavelength_a) {
+  require_positive(wavelength_a, "the wavelength", "Å");
+  const double pc = kPlanckJs * kSpeedOfLightMs / (wavelength_a * 1e-10);  // momentum × c, J
+  const double m0c2 = kElectronMassKg * kSpeedOfLightMs * kSpeedOfLightMs;
+  // pc² = E² + 2 E m0c², solved for E without the cancellation of sqrt(pc² + m0c²²) − m0c².
+  const double e = pc * pc / (std::sqrt(pc * pc + m0c2 * m0c2) + m0c2);
+  return e / kElementaryChargeC * 1e-3;
+}
+
 double mrad_to_inverse_angstrom(double mrad, double wavelength_a) {
   require_positive(wavelength_a, "the wavelength", "Å");
   return mrad * 1e-3 / wavelength_a;

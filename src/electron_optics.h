@@ -39,6 +39,9 @@ inline constexpr double kSpeedOfLightMs = 299792458.0;
 // energy_kev kilovolts: λ = h / sqrt(2 m0 e V (1 + e V / (2 m0 c²))).
 // 300 keV gives 0.019687 Å. Throws SettingsError unless energy_kev > 0.
 double wavelength_angstrom(double energy_kev);
+// Its inverse: the kinetic energy (keV) of electrons of wavelength_a Å,
+// E = sqrt((h c / λ)² + (m0 c²)²) − m0 c². Throws SettingsError unless wavelength_a > 0.
+double energy_kev_from_wavelength(double wavelength_a);
 
 // Detector calibration: angle per pixel (mrad) <-> spatial frequency per pixel (Å⁻¹).
 double mrad_to_inverse_angstrom(double mrad, double wavelength_a);

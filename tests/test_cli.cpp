@@ -92,3 +92,23 @@ TEST(Cli, BadInputExitsOneWithAMessageNamingTheProblem) {
   EXPECT_EQ(o.code, 1);
   fs::remove_all(dir);
 }
+
+TEST(Cli, ElectronGeometry) {
+  const auto dir = temp_dir();
+  const auto data = (dir / "e.h5").string();
+  auto o = run("simulate --electron -o " + data +
+               " --scan 12 --frame 32 --mrad-per-pixel 1.6 --step-angstrom 2 --defocus-angstrom 250 --scan-rotation 30");
+  ASSERT_EQ(o.code, 0) << o.text;
+  o = run("info " + data);
+  EXPECT_EQ(o.code, 0) << o.text;
+  EXPECT_NE(o.text.find("scan rotation:     30°"), std::string::npos) << o.text;
+  EXPECT_NE(o.text.find("implied scan rotation"), std::string::npos) << o.text;
+  EXPECT_NE(o.text.find("agrees"), std::string::npos) << o.text;
+  o = run("simulate -o " + (dir / "x.cxi").string() + " --scan 4 --frame 16 --scan-rotation 30");
+  EXPECT_EQ(o.code, 1);
+  EXPECT_NE(o.text.find("--scan-rotation"), std::string::npos) << o.text;
+  o = run("reconstruct " + data + " -o " + (dir / "r.h5").string() + " -i 1 --energy-kev 200");
+  EXPECT_EQ(o.code, 1);
+  EXPECT_NE(o.text.find("--energy-kev"), std::string::npos) << o.text;
+  fs::remove_all(dir);
+}

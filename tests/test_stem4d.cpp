@@ -20,6 +20,7 @@
 #include "data/cxi_writer.h"
 #include "data/simulate.h"
 #include "data/stem4d_file.h"
+#include "data/stem4d_shadow_shift.h"
 #include "data/stem4d_writer.h"
 #include "models/propagation.h"
 #include "src/electron_optics.h"
@@ -627,9 +628,9 @@ TEST_F(Stem4dTest, FormatDetectionAndLoadOptions) {
   EXPECT_NEAR(x_binned.experiment.pixel_y_m() / x_problem.experiment.pixel_y_m(), 1.0, 1e-12);
   EXPECT_NEAR(x_binned.experiment.detector_pixel_x_m / x_problem.experiment.detector_pixel_x_m, 2.0, 1e-12);
   EXPECT_EQ(x_binned.read_frames({0, 1}).sizes(), (torch::IntArrayRef{2, 8, 8}));
-  LoadOptions electron_only;
-  electron_only.defocus_angstrom = 10;
-  expect_error<SettingsError>([&] { ScanProblem::from_file(cxi, electron_only); }, {"4D-STEM files only"});
+  LoadOptions no_aperture;
+  no_aperture.defocus_angstrom = 10;
+  expect_error<SettingsError>([&] { ScanProblem::from_file(cxi, no_aperture); }, {"no convergence semi-angle"});
 
   // Full patterns: the sample pixel 1/(N Δk), the file's optics give the probe.
   auto full = ScanProblem::from_file(stem);
@@ -680,6 +681,253 @@ TEST_F(Stem4dTest, FormatDetectionAndLoadOptions) {
   EXPECT_FALSE(cropped.truth.has_value());
   far = torch::view_as_real(far_field(to_fft_order((*cropped.probe_guess)[0]))).pow(2).sum(-1);
   EXPECT_NEAR((far > far.max() * 1e-6).sum().item<double>() / (M_PI * 6.25 * 6.25), 1.0, 0.1);
+}
+
+// ------------------------------------------- geometry as instruments record it ---
+
+// The sign convention of /stem4d/scan_rotation_deg, spelled out: a step along
+// the scan's +x at θ = +90° moves the probe along the detector's +y.
+TEST(ScanRotation, ConventionAsDocumented) {
+  const auto steps = torch::tensor({{0.0, 2.0}, {3.0, 0.0}}, torch::kFloat64);  // [y, x]: one x step, one y step
+  const auto r90 = scan_to_detector_axes(steps, 90);
+  EXPECT_NEAR(r90[0][0].item<double>(), 2.0, 1e-12);  // x step -> +y
+  EXPECT_NEAR(r90[0][1].item<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(r90[1][0].item<double>(), 0.0, 1e-12);  // y step -> −x
+  EXPECT_NEAR(r90[1][1].item<double>(), -3.0, 1e-12);
+  const auto r30 = scan_to_detector_axes(steps, 30);
+  EXPECT_NEAR(r30[0][0].item<double>(), 2.0 * std::sin(M_PI / 6), 1e-12);
+  EXPECT_NEAR(r30[0][1].item<double>(), 2.0 * std::cos(M_PI / 6), 1e-12);
+  EXPECT_TRUE(torch::allclose(scan_to_detector_axes(r30, -30), steps, 0, 1e-12));
+}
+
+TEST_F(Stem4dTest, RotationZeroOrderAndMeasuredPositionsRoundTrip) {
+  // A step and a rotation: positions_m() is the raster rotated into detector axes.
+  Stem4dContent c = content();
+  c.calibration.scan_rotation_deg = -126;
+  c.calibration.zero_order_px = std::pair{7.25, 5.5};
+  write_stem4d(path("r.h5"), c);
+  Stem4dFile f(path("r.h5"));
+  ASSERT_TRUE(f.calibration().scan_rotation_deg.has_value());
+  EXPECT_EQ(*f.calibration().scan_rotation_deg, -126);
+  EXPECT_FALSE(f.has_measured_positions());
+  const auto g = f.geometry();
+  ASSERT_TRUE(g.zero_order_px.has_value());
+  EXPECT_EQ(g.zero_order_px->first, 7.25);
+  EXPECT_EQ(g.zero_order_px->second, 5.5);
+  EXPECT_EQ(g.zero_order_source, "file");
+  auto iy = torch::arange(3, torch::kFloat64).view({-1, 1}).expand({3, 4}).reshape({-1});
+  auto ix = torch::arange(4, torch::kFloat64).view({1, -1}).expand({3, 4}).reshape({-1});
+  const auto raster = torch::stack({iy * 1.5, ix * 2.0}, 1);
+  EXPECT_TRUE(torch::allclose(f.positions_m(), scan_to_detector_axes(raster, -126) * 1e-10, 0, 1e-22));
+  const auto text = f.summary();
+  EXPECT_NE(text.find("-126°"), std::string::npos) << text;
+  EXPECT_NE(text.find("[7.25, 5.5]"), std::string::npos) << text;
+  // Old files: no rotation, no zero order.
+  write_stem4d(path("plain.h5"), content());
+  EXPECT_FALSE(Stem4dFile(path("plain.h5")).geometry().zero_order_px.has_value());
+  EXPECT_TRUE(torch::allclose(Stem4dFile(path("plain.h5")).positions_m(), raster * 1e-10, 0, 1e-22));
+
+  // Measured positions instead of a step, rotated like the raster would be.
+  Stem4dContent m = content();
+  m.calibration.step_y_angstrom = m.calibration.step_x_angstrom = 0;
+  m.calibration.scan_rotation_deg = 12;
+  const auto measured = raster + torch::rand({12, 2}, torch::kFloat64) * 0.3;
+  m.positions_angstrom = measured;
+  write_stem4d(path("m.h5"), m);
+  Stem4dFile fm(path("m.h5"));
+  EXPECT_TRUE(fm.has_measured_positions());
+  EXPECT_TRUE(torch::allclose(fm.positions_m(), scan_to_detector_axes(measured, 12) * 1e-10, 0, 1e-22));
+  EXPECT_NE(fm.summary().find("measured"), std::string::npos);
+  // Both a step and positions: the positions are used.
+  m.calibration.step_y_angstrom = m.calibration.step_x_angstrom = 9;
+  write_stem4d(path("both.h5"), m);
+  EXPECT_TRUE(torch::allclose(Stem4dFile(path("both.h5")).positions_m(), fm.positions_m()));
+}
+
+TEST_F(Stem4dTest, ScanRotationMustBeDegrees) {
+  expect_open_error(malformed("a.h5", [](h5::File& f) { replace_scalar(f, keys::kRotation, 400); }),
+                    {keys::kRotation, "is 400", "degrees", "-360 and 360"});
+  expect_open_error(malformed("b.h5", [](h5::File& f) { replace_scalar(f, keys::kRotation, std::nan("")); }),
+                    {keys::kRotation, "NaN"});
+  expect_open_error(malformed("c.h5", [](h5::File& f) { replace(f, keys::kRotation, torch::ones({2}, torch::kFloat64)); }),
+                    {keys::kRotation, "holds 2 values", "a single number"});
+}
+
+TEST_F(Stem4dTest, ZeroOrderMustBeAPairInsideThePatterns) {
+  expect_open_error(malformed("a.h5", [](h5::File& f) { replace_scalar(f, keys::kZeroOrder, 8); }),
+                    {keys::kZeroOrder, "needs two", "[y, x]"});
+  expect_open_error(
+      malformed("b.h5", [](h5::File& f) { replace(f, keys::kZeroOrder, torch::tensor({8.0, 12.5}, torch::kFloat64)); }),
+      {keys::kZeroOrder, "x = 12.5", "outside the patterns", "0 to 11"});
+  expect_open_error(
+      malformed("c.h5", [](h5::File& f) { replace(f, keys::kZeroOrder, torch::tensor({-3.0, 5.0}, torch::kFloat64)); }),
+      {keys::kZeroOrder, "y = -3"});
+  expect_open_error(
+      malformed("d.h5", [](h5::File& f) { replace(f, keys::kZeroOrder, torch::tensor({std::nan(""), 5.0}, torch::kFloat64)); }),
+      {keys::kZeroOrder, "NaN"});
+}
+
+TEST_F(Stem4dTest, MeasuredPositionsAreValidated) {
+  expect_open_error(
+      malformed("a.h5", [](h5::File& f) { replace(f, keys::kPositions, torch::zeros({3, 4, 2}, torch::kFloat64)); }),
+      {keys::kPositions, "expected (12, 2)", "reshape the (Ry, Rx, 2) array"});
+  expect_open_error(malformed("b.h5",
+                              [](h5::File& f) {
+                                auto q = torch::rand({12, 2}, torch::kFloat64);
+                                q[5][1] = std::nan("");
+                                replace(f, keys::kPositions, q);
+                              }),
+                    {keys::kPositions, "NaN or infinite", "pattern 5 (scan position iy = 1, ix = 1)"});
+  expect_open_error(
+      malformed("c.h5", [](h5::File& f) { replace(f, keys::kPositions, torch::ones({12, 2}, torch::kFloat64)); }),
+      {keys::kPositions, "the same position"});
+  expect_open_error(malformed("d.h5",
+                              [](h5::File& f) {
+                                f.remove(keys::kStep);
+                                replace(f, keys::kPositions, torch::rand({12, 2}, torch::kFloat64) * 1e12);
+                              }),
+                    {keys::kPositions, "makes the scan span", "positions (Å)"});
+  expect_open_error(malformed("e.h5", [](h5::File& f) { f.remove(keys::kStep); }), {keys::kStep, "is missing", keys::kPositions});
+}
+
+namespace {
+
+// 300 kV, 20 mrad, 32-pixel patterns (1.6 mrad per pixel: disc radius 12.5 px,
+// sample pixel 0.77 Å), defocused probe, scan rotated against the detector.
+SimulationSettings rotated_scan(double rotation_deg, double defocus_angstrom) {
+  SimulationSettings s;
+  s.frame = 32;
+  s.mrad_per_pixel = 1.6;
+  s.defocus_angstrom = defocus_angstrom;  // probe about 2 α Δf = 10 Å = 13 px across for 250 Å
+  s.scan_y = s.scan_x = 12;
+  s.step_angstrom = 2.0;  // 2.6 px
+  s.photons = 1e6;
+  s.scan_rotation_deg = rotation_deg;
+  return s;
+}
+
+}  // namespace
+
+// The sign convention tested against a simulation: a scan rotated by +30°
+// reconstructs with the file's rotation, and not with −30° or none.
+TEST_F(Stem4dTest, ScanRotationSignAgainstASimulation) {
+  configure_threads(0);
+  const std::string p = path("rotated.h5");
+  write_stem4d(p, simulate_stem4d(rotated_scan(30, 250)));
+  auto score = [&](std::optional<double> rotation) {
+    if (rotation) {
+      h5::File f = h5::File::open(p, h5::File::Mode::read_write);
+      replace_scalar(f, keys::kRotation, *rotation);
+      f.close();
+    }
+    auto problem = ScanProblem::from_file(p);
+    ReconstructionSettings rs;
+    rs.iterations = 40;
+    rs.probe_from = 20;
+    rs.quiet = true;
+    Reconstruction rec(problem, rs);
+    for (int i = 0; i < rs.iterations; ++i) rec.iterate();
+    return score_against_truth(problem, rec.object()).value().correlation;
+  };
+  const double right = score(std::nullopt);  // as written: +30
+  const double opposite = score(-30.0);
+  const double none = score(0.0);
+  std::printf("scan rotated by +30°: correlation %.4f with +30° in the file, %.4f with -30°, %.4f with 0°\n", right,
+              opposite, none);
+  // Measured: 0.983 with +30°, 0.700 with -30°, 0.747 with 0° (the phantom's
+  // coarse features survive a wrong rotation in part, its fine ones do not).
+  EXPECT_GE(right, 0.95);
+  EXPECT_LT(opposite, right - 0.2);
+  EXPECT_LT(none, right - 0.2);
+}
+
+// The model-free check finds the rotation for either defocus sign, and a
+// mirrored (transposed) scan.
+TEST_F(Stem4dTest, ShadowShiftFindsRotationAndDefocusSign) {
+  for (double defocus : {250.0, -250.0}) {
+    auto c = simulate_stem4d(rotated_scan(30, defocus));
+    write_stem4d(path("s.h5"), c);
+    Stem4dFile f(path("s.h5"));
+    std::string why;
+    const auto shift = measure_shadow_shift(f, &why);
+    ASSERT_TRUE(shift.has_value()) << why;
+    const double found = defocus > 0 ? shift->rotation_if_defocus_positive_deg : shift->rotation_if_defocus_negative_deg;
+    const std::string text = describe_shadow_shift(*shift, f.calibration());
+    std::printf("Δf = %+.0f Å, rotation 30°: %s", defocus, text.c_str());
+    EXPECT_NEAR(found, 30, 5) << text;
+    EXPECT_FALSE(shift->mirrored) << text;
+    EXPECT_GT(shift->correlation, 0.5) << text;
+    ASSERT_TRUE(shift->defocus_magnitude_angstrom.has_value());
+    // Rough: the half-disc images average many shifts (measured 192 and 222 Å).
+    EXPECT_NEAR(*shift->defocus_magnitude_angstrom, 250, 75) << text;
+    EXPECT_NE(text.find("agrees"), std::string::npos) << text;
+    // The same data with the other rotation in the file: flagged.
+    c.calibration.scan_rotation_deg = -30;
+    write_stem4d(path("w.h5"), c);
+    Stem4dFile w(path("w.h5"));
+    EXPECT_NE(describe_shadow_shift(*measure_shadow_shift(w), w.calibration()).find("disagrees by"), std::string::npos);
+  }
+  // Scan axes transposed against the detector: no rotation explains it.
+  auto c = simulate_stem4d(rotated_scan(30, 250));
+  c.data = c.data.permute({1, 0, 2, 3}).contiguous();
+  c.truth.reset();
+  write_stem4d(path("t.h5"), c);
+  const auto t = measure_shadow_shift(Stem4dFile(path("t.h5")));
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(t->mirrored);
+  // In focus there is no shadow to follow: said, not guessed.
+  write_stem4d(path("f.h5"), simulate_stem4d(rotated_scan(30, 0)));
+  std::string why;
+  const auto focused = measure_shadow_shift(Stem4dFile(path("f.h5")), &why);
+  EXPECT_FALSE(focused.has_value()) << describe_shadow_shift(*focused, Stem4dFile(path("f.h5")).calibration());
+  EXPECT_NE(why.find("focus"), std::string::npos) << why;
+}
+
+// Electron optics for a CXI file: the same data written as CXI (wavelength,
+// distance and pixel giving the same reciprocal pixel p / (λ z)) load into the
+// same problem, aberration probe included, as the 4D-STEM file.
+TEST_F(Stem4dTest, ElectronOpticsForCxiFiles) {
+  auto stem = simulate_stem4d(rotated_scan(0, 250));
+  write_stem4d(path("s.h5"), stem);
+  const int64_t n = 12 * 12;
+  const double lambda_m = stem.calibration.wavelength_angstrom * 1e-10;
+  CxiContent x;
+  x.geometry.wavelength_m = lambda_m;
+  x.geometry.distance_m = 0.5;
+  x.geometry.detector_pixel_y_m = x.geometry.detector_pixel_x_m = stem.calibration.dk_x * 1e10 * lambda_m * 0.5;
+  x.frames = stem.data.reshape({n, 32, 32});
+  const auto yx = Stem4dFile(path("s.h5")).positions_m();
+  x.translation_m = torch::stack({yx.select(1, 1), yx.select(1, 0)}, 1);
+  x.truth = stem.truth;
+  write_cxi(path("x.cxi"), x);
+
+  auto reference = ScanProblem::from_file(path("s.h5"));
+  LoadOptions optics;
+  optics.convergence_mrad = 20;
+  optics.defocus_angstrom = 250;
+  for (bool energy_given : {false, true}) {
+    if (energy_given) optics.energy_kev = 300;  // else from the file's wavelength
+    auto cxi = ScanProblem::from_file(path("x.cxi"), optics);
+    EXPECT_NEAR(cxi.experiment.pixel_x_m() / reference.experiment.pixel_x_m(), 1.0, 1e-6);
+    EXPECT_TRUE(torch::allclose(cxi.scan.positions_px, reference.scan.positions_px, 0, 1e-6));
+    ASSERT_TRUE(cxi.probe_guess.has_value());
+    EXPECT_LT(torch::abs(*cxi.probe_guess - *reference.probe_guess).max().item<double>(),
+              1e-4 * torch::abs(*reference.probe_guess).max().item<double>());
+  }
+  // A beam energy that does not match the file's wavelength replaces it: the sample pixel follows.
+  LoadOptions other = optics;
+  other.energy_kev = 200;
+  const auto at200 = ScanProblem::from_file(path("x.cxi"), other);
+  EXPECT_NEAR(at200.experiment.pixel_x_m() / reference.experiment.pixel_x_m(),
+              electron::wavelength_angstrom(200) / electron::wavelength_angstrom(300), 1e-9);
+  LoadOptions no_aperture;
+  no_aperture.defocus_angstrom = 100;
+  expect_error<SettingsError>([&] { ScanProblem::from_file(path("x.cxi"), no_aperture); },
+                              {path("x.cxi"), "no convergence semi-angle"});
+  // 4D-STEM files carry their energy: a different one is refused, naming the key.
+  expect_error<SettingsError>([&] { ScanProblem::from_file(path("s.h5"), other); }, {"--energy-kev", keys::kEnergy});
+  EXPECT_NEAR(electron::energy_kev_from_wavelength(electron::wavelength_angstrom(300)), 300, 1e-9);
+  EXPECT_NEAR(electron::energy_kev_from_wavelength(electron::wavelength_angstrom(0.5)), 0.5, 1e-12);
 }
 
 // ------------------------------------------------------------- the figure ---

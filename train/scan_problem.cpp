@@ -84,22 +84,63 @@ void load_scan(ScanProblem& p, const torch::Tensor& positions_m, const LoadOptio
   t.positions_px = p.scan.positions_px.clone();
 }
 
+// The initial probe of an electron beam: aperture, defocus and C3 from
+// options or else the file's, on the loaded patterns' grid, scaled to the
+// mean counts per pattern.
+void attach_aberration_probe(ScanProblem& p, double energy_kev, std::optional<double> convergence,
+                             std::optional<double> defocus, std::optional<double> c3, const LoadOptions& options,
+                             int64_t num_frames) {
+  if (options.convergence_mrad) convergence = options.convergence_mrad;
+  if (!convergence) {
+    TESSERA_REQUIRE(SettingsError, !options.defocus_angstrom && !options.c3_mm, p.source,
+                    ": a defocus or C3 is given but no convergence semi-angle (neither in the file nor as an option); "
+                    "the aberration probe needs the aperture");
+    return;
+  }
+  TESSERA_REQUIRE(SettingsError, std::isfinite(*convergence) && *convergence > 0, p.source,
+                  ": the convergence semi-angle must be a positive number of mrad, got ", *convergence);
+  electron::ProbeOptics optics;
+  optics.energy_kev = energy_kev;
+  optics.convergence_mrad = *convergence;
+  optics.defocus_angstrom = options.defocus_angstrom.value_or(defocus.value_or(0.0));
+  optics.c3_mm = options.c3_mm.value_or(c3.value_or(0.0));
+  // Mean counts from up to 64 patterns spread over the scan: enough for the
+  // probe's power (a thin specimen scatters, it does not absorb, electrons).
+  const int64_t samples = std::min<int64_t>(num_frames, 64);
+  std::vector<int64_t> idx;
+  for (int64_t i = 0; i < samples; ++i) idx.push_back(i * num_frames / samples);
+  const double counts = p.read_frames(idx).to(torch::kFloat64).sum().item<double>() / static_cast<double>(samples);
+  TESSERA_REQUIRE(DataError, counts > 0, p.source, ": the patterns hold no counts, so the probe cannot be scaled");
+  // Δk = 1 / (N pixel): 1/(N Δk) for 4D-STEM data, p / (λ z) for far-field (CXI) geometry.
+  const auto& g = p.experiment;
+  const double dk_y = 1e-10 / (static_cast<double>(g.frame_h) * g.pixel_y_m());
+  const double dk_x = 1e-10 / (static_cast<double>(g.frame_w) * g.pixel_x_m());
+  p.probe_guess = electron::aberration_probe(optics, g.frame_h, g.frame_w, dk_y, dk_x, counts).unsqueeze(0);
+}
+
 }  // namespace
 
 ScanProblem ScanProblem::from_cxi(const std::string& path, const LoadOptions& options) {
-  TESSERA_REQUIRE(SettingsError, !options.has_probe_optics(), path,
-                  ": the convergence angle, defocus and C3 options describe an electron probe and apply to 4D-STEM "
-                  "files only; this is a CXI file");
   auto file = std::make_shared<CxiFile>(path);
   ScanProblem p;
   p.source = path;
   p.experiment = file->geometry();
+  if (options.energy_kev) {
+    TESSERA_REQUIRE(SettingsError, std::isfinite(*options.energy_kev) && *options.energy_kev > 0, path,
+                    ": --energy-kev must be a positive number of keV, got ", *options.energy_kev);
+    p.experiment.wavelength_m = electron::wavelength_angstrom(*options.energy_kev) * 1e-10;
+    p.experiment.energy_j = 0;  // the field holds a photon energy
+  }
   p.valid_mask = file->valid_mask();
   p.probe_guess = file->probe_guess();
   p.truth = file->ground_truth();
   p.read_frames = [file](const std::vector<int64_t>& idx) { return file->read_frames(idx); };
   settle_zero_order(p, file->num_frames(), options);
   load_scan(p, file->positions_m(), options);
+  if (options.has_probe_optics()) {
+    const double energy = options.energy_kev.value_or(electron::energy_kev_from_wavelength(p.experiment.wavelength_m * 1e10));
+    attach_aberration_probe(p, energy, std::nullopt, std::nullopt, std::nullopt, options, file->num_frames());
+  }
   return p;
 }
 
@@ -114,32 +155,11 @@ ScanProblem ScanProblem::from_stem4d(const std::string& path, const LoadOptions&
   p.read_frames = [file](const std::vector<int64_t>& idx) { return file->read_frames(idx); };
   settle_zero_order(p, file->num_frames(), options);
   load_scan(p, file->positions_m(), options);
-
-  const auto convergence = options.convergence_mrad ? options.convergence_mrad : cal.convergence_mrad;
-  if (convergence) {
-    TESSERA_REQUIRE(SettingsError, std::isfinite(*convergence) && *convergence > 0, path,
-                    ": the convergence semi-angle must be a positive number of mrad, got ", *convergence);
-    electron::ProbeOptics optics;
-    optics.energy_kev = cal.energy_kev;
-    optics.convergence_mrad = *convergence;
-    optics.defocus_angstrom = options.defocus_angstrom.value_or(cal.defocus_angstrom.value_or(0.0));
-    optics.c3_mm = options.c3_mm.value_or(cal.c3_mm.value_or(0.0));
-    // Mean counts from up to 64 patterns spread over the scan: enough for the
-    // probe's power (a thin specimen scatters, it does not absorb, electrons).
-    const int64_t n = file->num_frames(), samples = std::min<int64_t>(n, 64);
-    std::vector<int64_t> idx;
-    for (int64_t i = 0; i < samples; ++i) idx.push_back(i * n / samples);
-    const double counts = p.read_frames(idx).to(torch::kFloat64).sum().item<double>() / static_cast<double>(samples);
-    TESSERA_REQUIRE(DataError, counts > 0, path, ": the patterns hold no counts, so the probe cannot be scaled");
-    const auto& g = p.experiment;
-    p.probe_guess = electron::aberration_probe(optics, g.frame_h, g.frame_w, g.reciprocal_pixel_y_per_m * 1e-10,
-                                               g.reciprocal_pixel_x_per_m * 1e-10, counts)
-                        .unsqueeze(0);
-  } else {
-    TESSERA_REQUIRE(SettingsError, !options.defocus_angstrom && !options.c3_mm, path,
-                    ": a defocus or C3 is given but no convergence semi-angle (neither in the file nor as an option); "
-                    "the aberration probe needs the aperture");
-  }
+  TESSERA_REQUIRE(SettingsError, !options.energy_kev || std::fabs(*options.energy_kev - cal.energy_kev) <= 1e-3 * cal.energy_kev,
+                  path, ": --energy-kev ", options.energy_kev.value_or(0), " disagrees with the file's beam energy (",
+                  cal.energy_kev, " keV, ", stem4d_keys::kEnergy, "), which a 4D-STEM file's calibration uses; drop the option");
+  attach_aberration_probe(p, cal.energy_kev, cal.convergence_mrad, cal.defocus_angstrom, cal.c3_mm, options,
+                          file->num_frames());
   return p;
 }
 

@@ -16,8 +16,8 @@
 namespace tessera {
 
 // How to load a data file: pattern crop and bin (train/pattern_reduction.h)
-// and, for 4D-STEM data, probe optics that override the file's (the initial
-// probe is then built by src/electron_optics.h).
+// and electron probe optics that override the file's (the initial probe is
+// then built by src/electron_optics.h), for either format.
 struct LoadOptions {
   int64_t crop_h = 0, crop_w = 0;  // centred crop in detector pixels; 0 = full patterns
   int64_t bin = 1;                 // sum bin × bin pixels
@@ -27,6 +27,11 @@ struct LoadOptions {
   // Zero order [y, x] in detector pixels of the frames as stored, overriding
   // the file's and the estimate from the data.
   std::optional<std::pair<double, double>> zero_order;
+  // Electron energy (keV) of a CXI file: its wavelength (and so the sample
+  // pixel λz/(Np)) replaces the file's, which a CXI writer may have derived
+  // from the energy as if it were a photon's. A 4D-STEM file's own energy is
+  // used; this must then agree with it.
+  std::optional<double> energy_kev;
 
   bool has_probe_optics() const { return convergence_mrad || defocus_angstrom || c3_mm; }
 };
@@ -41,6 +46,10 @@ struct ScanProblem {
   // Frames of the given global indices, (n, h, w) float32 as measured (detector order).
   std::function<torch::Tensor(const std::vector<int64_t>&)> read_frames;
 
+  // CXI layout (data/cxi_file.h). With a convergence angle in options the
+  // probe guess is the aberration probe as for 4D-STEM data below, electrons
+  // of options.energy_kev or of the file's wavelength, on the reciprocal
+  // pixel p / (λ z) of the file's geometry; it replaces the file's guess.
   static ScanProblem from_cxi(const std::string& path, const LoadOptions& options = {});
   // 4D-STEM layout (data/stem4d_file.h). The probe guess is the aberration
   // probe of the file's convergence angle, defocus and C3 (or the overrides in

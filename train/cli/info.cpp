@@ -4,11 +4,28 @@
 
 #include "data/cxi_file.h"
 #include "data/stem4d_file.h"
+#include "data/stem4d_shadow_shift.h"
 #include "src/error.h"
 #include "train/cli/commands.h"
 #include "train/scan_problem.h"
 
 namespace tessera::cli {
+
+namespace {
+
+// The model-free geometry check (data/stem4d_shadow_shift.h); unreadable
+// patterns are reported by problems(), not here.
+std::string shadow_check(const Stem4dFile& file) {
+  try {
+    std::string why_not;
+    if (const auto shift = measure_shadow_shift(file, &why_not)) return describe_shadow_shift(*shift, file.calibration());
+    return "  shadow check:      not possible: " + why_not + "\n";
+  } catch (const DataError&) {
+    return "  shadow check:      not possible: patterns cannot be read (see problems)\n";
+  }
+}
+
+}  // namespace
 
 int info(int argc, char** argv) {
   cxxopts::Options o("tessera info", "Describe a data file (CXI or 4D-STEM) and list everything wrong with it.");
@@ -29,6 +46,7 @@ int info(int argc, char** argv) {
       Stem4dFile file(path);
       summary = file.summary();
       problems = file.problems();
+      summary += shadow_check(file);
     } else {
       CxiFile file(path);
       summary = file.summary();

@@ -13,13 +13,15 @@ void add_load_options(cxxopts::Options& options) {
        cxxopts::value<std::string>())
       ("bin", "sum BxB detector pixels (sample pixel unchanged, probe window B times smaller)",
        cxxopts::value<int64_t>()->default_value("1"))
-      ("convergence-mrad", "4D-STEM: probe convergence semi-angle (mrad), overriding the file's",
+      ("convergence-mrad", "electron probe convergence semi-angle (mrad), overriding the file's; any format: the "
+                           "starting probe is then the aberration probe", cxxopts::value<double>())
+      ("defocus-angstrom", "electron probe defocus (Å, sign as in src/electron_optics.h), overriding the file's",
        cxxopts::value<double>())
-      ("defocus-angstrom", "4D-STEM: probe defocus (Å, sign as in src/electron_optics.h), overriding the file's",
+      ("c3-mm", "electron spherical aberration C3 (mm), overriding the file's", cxxopts::value<double>())
+      ("energy-kev", "CXI files of electron data: beam energy (keV); its wavelength replaces the file's",
        cxxopts::value<double>())
-      ("c3-mm", "4D-STEM: spherical aberration C3 (mm), overriding the file's", cxxopts::value<double>())
       ("zero-order", "where the direct beam meets the detector, Y,X in pixels of the frames as stored (sub-pixel; "
-                     "default: the file's beam centre, else the centre of mass of the mean pattern's bright part)",
+                     "default: the file's beam centre, else estimated from the mean pattern's bright region)",
        cxxopts::value<std::string>());
 }
 
@@ -71,6 +73,7 @@ LoadOptions parse_load_options(const cxxopts::ParseResult& r) {
   finite("convergence-mrad", o.convergence_mrad, true);
   finite("defocus-angstrom", o.defocus_angstrom, false);
   finite("c3-mm", o.c3_mm, false);
+  finite("energy-kev", o.energy_kev, true);
   if (r.count("zero-order")) o.zero_order = parse_yx(r["zero-order"].as<std::string>(), "zero-order", "64.0,66.75");
   return o;
 }

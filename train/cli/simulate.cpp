@@ -52,7 +52,11 @@ int simulate(int argc, char** argv) {
       ("c3-mm", "spherical aberration C3 (mm)", cxxopts::value<double>()->default_value("0"))
       ("mrad-per-pixel", "detector calibration (mrad per pixel)", cxxopts::value<double>()->default_value("0.8"))
       ("step-angstrom", "scan step (Å; overrides --step)", cxxopts::value<double>())
-      ("store-mrad", "store the calibration in mrad per pixel instead of Å⁻¹ per pixel");
+      ("store-mrad", "store the calibration in mrad per pixel instead of Å⁻¹ per pixel")
+      ("scan-rotation", "angle from the scan's axes to the detector's (degrees; the raster is rotated by it and the "
+                        "file records it as scan_rotation_deg, sign convention in data/stem4d_file.h)",
+       cxxopts::value<double>()->default_value("0"))
+      ("measured-positions", "store the positions (with --jitter) as positions_angstrom instead of a scan step");
   auto r = o.parse(argc, argv);
   if (r.count("help")) {
     std::cout << o.help() << std::endl;
@@ -87,6 +91,9 @@ int simulate(int argc, char** argv) {
   TESSERA_REQUIRE(SettingsError, (format == "stem4d") == (r.count("electron") > 0),
                   format == "stem4d" ? "--format stem4d needs --electron (the 4D-STEM layout holds electron data)"
                                      : "--electron data are written in the 4D-STEM layout (--format stem4d), not CXI");
+  TESSERA_REQUIRE(SettingsError, format == "stem4d" || (r["scan-rotation"].as<double>() == 0 && !r.count("measured-positions")),
+                  "--scan-rotation and --measured-positions describe the 4D-STEM layout and need --electron "
+                  "(a CXI file stores every position as measured)");
   if (format == "stem4d") {
     s.electron_energy_kev = r["energy-kev"].as<double>();
     s.convergence_mrad = r["convergence-mrad"].as<double>();
@@ -95,11 +102,14 @@ int simulate(int argc, char** argv) {
     s.mrad_per_pixel = r["mrad-per-pixel"].as<double>();
     if (r.count("step-angstrom")) s.step_angstrom = r["step-angstrom"].as<double>();
     s.store_mrad = r.count("store-mrad") > 0;
+    s.scan_rotation_deg = r["scan-rotation"].as<double>();
+    s.measured_positions = r.count("measured-positions") > 0;
     const auto content = simulate_stem4d(s);
     write_stem4d(path, content);
     const auto& c = content.calibration;
-    std::cout << "wrote " << path << ": 4D-STEM " << s.scan_y << "x" << s.scan_x << " scan (step " << c.step_y_angstrom
-              << " Å) of " << s.frame << "x" << s.frame << " patterns, " << s.electron_energy_kev << " keV, "
+    std::cout << "wrote " << path << ": 4D-STEM " << s.scan_y << "x" << s.scan_x << " scan ("
+              << (s.measured_positions ? std::string("measured positions") : "step " + std::to_string(c.step_y_angstrom) + " Å")
+              << ", rotated " << s.scan_rotation_deg << "°) of " << s.frame << "x" << s.frame << " patterns, " << s.electron_energy_kev << " keV, "
               << s.convergence_mrad << " mrad, defocus " << s.defocus_angstrom << " Å, " << s.photons
               << " electrons per pattern" << (s.noise ? " with Poisson noise" : "") << std::endl;
     return 0;
