@@ -48,6 +48,11 @@ struct ScanProblem {
   // Either format, detected by its keys (data/stem4d_file.h: detect_data_format).
   static ScanProblem from_file(const std::string& path, const LoadOptions& options = {});
   static ScanProblem from_content(CxiContent content, std::string source = "memory");
+
+  // The same experiment with only the given positions (indices into this
+  // scan, each at most once). The object grid is kept, so that
+  // reconstructions of different subsets are pixel for pixel comparable.
+  ScanProblem restricted_to(const std::vector<int64_t>& positions) const;
 };
 
 }  // namespace tessera
