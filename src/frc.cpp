@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <stack>
+#include <tuple>
 
 #include "src/error.h"
 
@@ -41,14 +43,6 @@ torch::Tensor apodise(const torch::Tensor& x, const torch::Tensor& window) {
   return (x - mean) * window;
 }
 
-// Phase of sum x[k + 1] conj(x[k]) along dim: the mean phase step per sample.
-double phase_step(const torch::Tensor& x, int64_t dim) {
-  const int64_t n = x.size(dim);
-  if (n < 2) return 0;
-  auto s = (x.narrow(dim, 1, n - 1) * torch::conj(x.narrow(dim, 0, n - 1))).sum();
-  return torch::angle(s).item<double>();
-}
-
 // Image sampled at (r + f) for a fractional f, by the Fourier shift theorem.
 torch::Tensor fourier_shift(const torch::Tensor& x, double fy, double fx) {
   if (fy == 0 && fx == 0) return x;
@@ -59,55 +53,95 @@ torch::Tensor fourier_shift(const torch::Tensor& x, double fy, double fx) {
   return torch::fft::ifft2(torch::fft::fft2(x) * torch::polar(torch::ones_like(phase), phase));
 }
 
-// b sampled at A's pixels r + s over region (size h x w), s possibly fractional.
-// The crop takes a margin where b has one, so that the Fourier shift's
-// periodic wrap stays outside the region.
-torch::Tensor sample_shifted(const torch::Tensor& b, const Rect& region, double sy, double sx) {
+// b sampled at A's pixels r + s over region (size h x w), s possibly
+// fractional, with the phase ramp k (radians per pixel, from the region's
+// centre) removed. The crop takes a margin where b has one, so that the
+// Fourier shift's periodic wrap stays outside the region, and the ramp goes
+// before the shift: a ramp makes the crop's edges jump in phase, and the
+// ringing of the jump would bias every estimate made from the result.
+torch::Tensor sample_shifted(const torch::Tensor& b, const Rect& region, double sy, double sx, double ky,
+                             double kx) {
   const int64_t iy = std::llround(sy), ix = std::llround(sx);
+  const double fy = sy - static_cast<double>(iy), fx = sx - static_cast<double>(ix);
   const int64_t y0 = region.y0 + iy, x0 = region.x0 + ix;
   constexpr int64_t kMargin = 32;
   const int64_t top = std::min(kMargin, y0), left = std::min(kMargin, x0);
   const int64_t bottom = std::min(kMargin, b.size(0) - (y0 + region.h));
   const int64_t right = std::min(kMargin, b.size(1) - (x0 + region.w));
   auto c = crop(b, y0 - top, x0 - left, region.h + top + bottom, region.w + left + right);
-  c = fourier_shift(c, sy - static_cast<double>(iy), sx - static_cast<double>(ix));
+  if (ky != 0 || kx != 0) {
+    auto uy = (torch::arange(c.size(0), torch::kFloat64) - static_cast<double>(top) -
+               0.5 * static_cast<double>(region.h - 1) - fy).view({-1, 1});
+    auto ux = (torch::arange(c.size(1), torch::kFloat64) - static_cast<double>(left) -
+               0.5 * static_cast<double>(region.w - 1) - fx).view({1, -1});
+    auto phase = -(ky * uy + kx * ux);
+    c = c * torch::polar(torch::ones_like(phase), phase);
+  }
+  c = fourier_shift(c, fy, fx);
   return crop(c, top, left, region.h, region.w);
 }
 
-// Integer shift s (|s| <= max_shift) that best brings b(r + s) onto a(r) over
-// region: peak of the FFT cross-correlation of the neighbour products.
-std::pair<int64_t, int64_t> integer_shift(const torch::Tensor& a, const torch::Tensor& b, const Rect& region,
-                                          int64_t max_shift, double taper) {
-  auto A = crop(a, region.y0, region.x0, region.h, region.w);
-  auto B = crop(b, region.y0, region.x0, region.h, region.w);
-  const int64_t h = region.h - 1, w = region.w - 1;
-  const auto window = window2d(h, w, taper);
-  auto products = [&](const torch::Tensor& x) {
-    auto y = x.slice(0, 1).slice(1, 1) * torch::conj(x.slice(0, 0, -1).slice(1, 1));
-    auto z = x.slice(0, 1).slice(1, 1) * torch::conj(x.slice(0, 1).slice(1, 0, -1));
-    return std::make_pair(apodise(y, window), apodise(z, window));
-  };
-  auto [ay, ax] = products(A);
-  auto [by, bx] = products(B);
-  // Zero-padded to twice the size: the correlation is not circular.
-  const std::vector<int64_t> size{2 * h, 2 * w};
-  auto xcorr = [&](const torch::Tensor& p, const torch::Tensor& q) {
-    return torch::abs(torch::fft::ifft2(torch::fft::fft2(p, size) * torch::conj(torch::fft::fft2(q, size))));
-  };
-  auto score = (xcorr(ay, by) + xcorr(ax, bx)).contiguous();
-  // score[d] = sum_r pa(r + d) conj(pb(r)); with b(r + s) = a(r), pb(r) = pa(r - s): the peak is at d = -s.
-  auto acc = score.accessor<double, 2>();
-  double best = -1;
-  std::pair<int64_t, int64_t> s{0, 0};
-  for (int64_t dy = -max_shift; dy <= max_shift; ++dy)
-    for (int64_t dx = -max_shift; dx <= max_shift; ++dx) {
-      const double v = acc[(dy + 2 * h) % (2 * h)][(dx + 2 * w) % (2 * w)];
+// Where |sum_{y,x} x[y, x] exp(i sign 2 pi (fy[y] dy + fx[x] dx))| peaks for
+// |d| <= 1, to 0.003: a Fourier sum evaluated on a fine grid by matrix
+// products (Guizar-Sicairos et al., Opt. Lett. 33 (2008) 156), in two
+// passes. With x a cross spectrum and f the FFT frequencies it is the
+// sub-pixel peak of a cross-correlation; with x an image and f its pixel
+// coordinates / n, the sub-sample peak of its spectrum.
+std::pair<double, double> fine_peak(const torch::Tensor& x, const torch::Tensor& fy, const torch::Tensor& fx,
+                                    double sign) {
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  double cy = 0, cx = 0;
+  for (const auto& [span, step] : {std::make_pair(1.0, 0.05), std::make_pair(0.06, 0.003)}) {
+    const int64_t n = std::llround(2 * span / step) + 1;
+    auto dy = cy - span + step * torch::arange(n, f64), dx = cx - span + step * torch::arange(n, f64);
+    auto py = sign * 2 * kPi * dy.view({-1, 1}) * fy.view({1, -1});
+    auto px = sign * 2 * kPi * fx.view({-1, 1}) * dx.view({1, -1});
+    auto v = torch::abs(torch::matmul(torch::matmul(torch::polar(torch::ones_like(py), py), x),
+                                      torch::polar(torch::ones_like(px), px)));
+    const int64_t best = v.argmax().item<int64_t>();
+    cy = dy[best / n].item<double>();
+    cx = dx[best % n].item<double>();
+  }
+  return {cy, cx};
+}
+
+// Index d (|d_y| <= my, |d_x| <= mx) of the largest value of a (2h, 2w)
+// circular correlation map.
+std::pair<int64_t, int64_t> peak_index(const torch::Tensor& map, int64_t my, int64_t mx) {
+  auto m = map.contiguous();
+  auto acc = m.accessor<double, 2>();
+  const int64_t H = m.size(0), W = m.size(1);
+  double best = -std::numeric_limits<double>::infinity();
+  std::pair<int64_t, int64_t> at{0, 0};
+  for (int64_t dy = -my; dy <= my; ++dy)
+    for (int64_t dx = -mx; dx <= mx; ++dx) {
+      const double v = acc[(dy + H) % H][(dx + W) % W];
       if (v > best) {
         best = v;
-        s = {-dy, -dx};
+        at = {dy, dx};
       }
     }
-  return s;
+  return at;
+}
+
+// Zero-padded (not circular) cross-correlation sum_r p(r + d) conj(q(r)).
+torch::Tensor correlation(const torch::Tensor& p, const torch::Tensor& q) {
+  const std::vector<int64_t> size{2 * p.size(0), 2 * p.size(1)};
+  return torch::fft::ifft2(torch::fft::fft2(p, size) * torch::conj(torch::fft::fft2(q, size)));
+}
+
+// Coarse ramp of b against a over region, in whole frequency samples: a ramp
+// shifts the spectrum, and the spectrum's magnitude does not see a
+// translation, so the peak of the correlation of the magnitudes finds it
+// whatever the shift. Returns radians per pixel.
+std::pair<double, double> coarse_ramp(const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& window) {
+  auto ma = torch::abs(torch::fft::fft2(apodise(A, window))), mb = torch::abs(torch::fft::fft2(apodise(B, window)));
+  ma = ma - ma.mean();
+  mb = mb - mb.mean();
+  // |F_B|(q) = |F_A|(q - k): the correlation peaks at -k.
+  const auto [dy, dx] = peak_index(torch::real(correlation(ma, mb)), A.size(0) / 8, A.size(1) / 8);
+  return {-2 * kPi * static_cast<double>(dy) / static_cast<double>(A.size(0)),
+          -2 * kPi * static_cast<double>(dx) / static_cast<double>(A.size(1))};
 }
 
 }  // namespace
@@ -142,56 +176,74 @@ FrcCurve fourier_ring_correlation(const torch::Tensor& a_in, const torch::Tensor
 
   FrcCurve out;
   FrcAlignment& al = out.alignment;
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  // Coordinates from the region's centre: the offset is the phase difference there.
+  auto centred = [&](int64_t n) { return torch::arange(n, f64) - 0.5 * static_cast<double>(n - 1); };
   if (opt.align) {
+    // Coarse ramp, then the integer shift from the correlation of the images
+    // without that ramp (a ramp left in would blur its peak).
+    const auto window = window2d(region.h, region.w, opt.taper);
+    const auto A = crop(a, region.y0, region.x0, region.h, region.w);
+    auto B = crop(b, region.y0, region.x0, region.h, region.w);
+    std::tie(al.ramp_y, al.ramp_x) = coarse_ramp(A, B, window);
+    auto phase = -(al.ramp_y * centred(region.h).view({-1, 1}) + al.ramp_x * centred(region.w).view({1, -1}));
+    B = B * torch::polar(torch::ones_like(phase), phase);
     const int64_t max_shift = opt.max_shift > 0 ? opt.max_shift : std::min(region.h, region.w) / 4;
-    auto [sy, sx] = integer_shift(a, b, region, max_shift, opt.taper);
-    al.shift_y = static_cast<double>(sy);
-    al.shift_x = static_cast<double>(sx);
+    // sum_r A(r + d) conj(B(r)) with b(r + s) = a(r) peaks at d = -s.
+    const auto [dy, dx] =
+        peak_index(torch::abs(correlation(apodise(A, window), apodise(B, window))), max_shift, max_shift);
+    al.shift_y = static_cast<double>(-dy);
+    al.shift_x = static_cast<double>(-dx);
     // B's matching region must lie inside B: shrink the compared region if not.
-    region = region.intersect(Rect{-sy, -sx, b.size(0), b.size(1)});
-    TESSERA_REQUIRE(DataError, region.h >= kMinSide && region.w >= kMinSide,
-                    "after aligning the images (shift ", sy, ", ", sx, " px), they overlap in only ", region.str());
+    region = region.intersect(Rect{dy, dx, b.size(0), b.size(1)});
+    TESSERA_REQUIRE(DataError, region.h >= kMinSide && region.w >= kMinSide, "after aligning the images (shift ",
+                    -dy, ", ", -dx, " px), they overlap in only ", region.str());
   }
   const auto window = window2d(region.h, region.w, opt.taper);
   const auto A = crop(a, region.y0, region.x0, region.h, region.w);
-  // Coordinates from the region's centre: the offset is the phase difference there.
-  auto yy = (torch::arange(region.h, torch::kFloat64) - 0.5 * static_cast<double>(region.h - 1)).view({-1, 1});
-  auto xx = (torch::arange(region.w, torch::kFloat64) - 0.5 * static_cast<double>(region.w - 1)).view({1, -1});
+  const auto fa_raw = torch::fft::fft2(apodise(A, window));
+  const auto yy = centred(region.h), xx = centred(region.w);
+  // Refines the ramp in B from the peak of the spectrum of conj(A) B (the
+  // shared content adds up there, independent noise spreads everywhere), adds
+  // it to the alignment and removes it.
+  auto remove_ramp = [&](torch::Tensor B) {
+    const auto [uy, ux] = fine_peak(torch::conj(A) * B * window, yy / static_cast<double>(region.h),
+                                    xx / static_cast<double>(region.w), -1);
+    const double ky = 2 * kPi * uy / static_cast<double>(region.h), kx = 2 * kPi * ux / static_cast<double>(region.w);
+    al.ramp_y += ky;
+    al.ramp_x += kx;
+    auto phase = -(ky * yy.view({-1, 1}) + kx * xx.view({1, -1}));
+    return B * torch::polar(torch::ones_like(phase), phase);
+  };
   torch::Tensor B;
-  auto fa = torch::fft::fftshift(torch::fft::fft2(apodise(A, window)));
-  torch::Tensor fb;
-  // Two rounds: the ramp is read best from well-aligned images, and the
-  // sub-pixel shift from images without a ramp (a ramp shifts the spectrum).
-  const int rounds = opt.align ? 3 : 1;
-  for (int round = 0; round < rounds; ++round) {
-    B = sample_shifted(b, region, al.shift_y, al.shift_x);
-    if (opt.align) {
-      const auto r = torch::conj(A) * B * window;
-      al.ramp_y = phase_step(r, 0);
-      al.ramp_x = phase_step(r, 1);
-      auto phase = -(al.ramp_y * yy + al.ramp_x * xx);
-      B = B * torch::polar(torch::ones_like(phase), phase);
-      al.phase_offset = torch::angle((torch::conj(A) * B * window).sum()).item<double>();
-      B = B * c10::complex<double>(std::cos(al.phase_offset), -std::sin(al.phase_offset));
+  if (opt.align) {
+    // Ramp and sub-pixel shift are refined in turn, each given the other:
+    // three rounds bring both to their joint optimum on test images
+    // (tests/test_frc.cpp).
+    const int rounds = opt.subpixel ? 3 : 0;
+    const auto qy = torch::fft::fftfreq(region.h, f64), qx = torch::fft::fftfreq(region.w, f64);
+    for (int round = 0; round < rounds; ++round) {
+      B = remove_ramp(sample_shifted(b, region, al.shift_y, al.shift_x, al.ramp_y, al.ramp_x));
+      // B(r) = A(r + t): sum_r A(r + d) conj(B(r)) peaks at d = t, and sampling b at s - t aligns.
+      const auto [ty, tx] = fine_peak(fa_raw * torch::conj(torch::fft::fft2(apodise(B, window))), qy, qx, 1);
+      const double ny = al.shift_y - ty, nx = al.shift_x - tx;
+      // Never leave B's bounds (a wild estimate from pure noise could).
+      const Rect moved{region.y0 + std::llround(ny), region.x0 + std::llround(nx), region.h, region.w};
+      if (!bounds_b.contains(moved)) break;
+      al.shift_y = ny;
+      al.shift_x = nx;
     }
-    fb = torch::fft::fftshift(torch::fft::fft2(apodise(B, window)));
-    if (!opt.align || !opt.subpixel || round == rounds - 1) break;
-    // B(r) = A(r + t) gives cross spectrum |F_A|^2 exp(-2 pi i q t): its phase
-    // step per frequency sample is -2 pi t / n, and sampling b at s - t aligns.
-    const auto c = fa * torch::conj(fb);
-    const double ty = -phase_step(c, 0) * static_cast<double>(region.h) / (2 * kPi);
-    const double tx = -phase_step(c, 1) * static_cast<double>(region.w) / (2 * kPi);
-    const double ny = al.shift_y - ty, nx = al.shift_x - tx;
-    // Never leave B's bounds (a wild estimate from pure noise would).
-    const Rect moved{region.y0 + std::llround(ny), region.x0 + std::llround(nx), region.h, region.w};
-    if (!bounds_b.contains(moved)) break;
-    al.shift_y = ny;
-    al.shift_x = nx;
+    B = remove_ramp(sample_shifted(b, region, al.shift_y, al.shift_x, al.ramp_y, al.ramp_x));
+    al.phase_offset = torch::angle((torch::conj(A) * B * window).sum()).item<double>();
+    B = B * c10::complex<double>(std::cos(al.phase_offset), -std::sin(al.phase_offset));
+  } else {
+    B = crop(b, region.y0, region.x0, region.h, region.w);
   }
+  const auto fa = torch::fft::fftshift(fa_raw);
+  const auto fb = torch::fft::fftshift(torch::fft::fft2(apodise(B, window)));
 
   // Rings in physical frequency (pixels may be anisotropic).
   const double py = opt.pixel_y_m, px = opt.pixel_x_m;
-  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto qy = torch::fft::fftshift(torch::fft::fftfreq(region.h, f64)).view({-1, 1}) / py;
   auto qx = torch::fft::fftshift(torch::fft::fftfreq(region.w, f64)).view({1, -1}) / px;
   auto q = torch::sqrt(qy * qy + qx * qx);
@@ -255,8 +307,8 @@ torch::Tensor illumination_map(const torch::Tensor& probe, const torch::Tensor& 
     const Rect window{std::llround(acc[j][0]), std::llround(acc[j][1]), h, w};
     const Rect r = window.intersect(bounds);
     if (r.empty()) continue;
-    map.slice(0, r.y0, r.y1()).slice(1, r.x0, r.x1()) +=
-        intensity.slice(0, r.y0 - window.y0, r.y1() - window.y0).slice(1, r.x0 - window.x0, r.x1() - window.x0);
+    map.slice(0, r.y0, r.y1()).slice(1, r.x0, r.x1()).add_(
+        intensity.slice(0, r.y0 - window.y0, r.y1() - window.y0).slice(1, r.x0 - window.x0, r.x1() - window.x0));
   }
   return map;
 }

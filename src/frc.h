@@ -53,7 +53,7 @@ struct FrcOptions {
   double pixel_y_m = 1, pixel_x_m = 1;  // sample-plane pixel
   // Tukey window: the outer taper / 2 of the region on each side falls to
   // zero as a cosine, so that the region's edges do not leak into the rings.
-  double taper = 0.25;
+  double taper = 0.5;
   bool align = true;        // find and remove shift, phase offset and ramp
   bool subpixel = true;     // refine the shift below a pixel
   int64_t max_shift = 0;    // largest integer shift searched; 0 = a quarter of the region
@@ -63,8 +63,9 @@ struct FrcOptions {
 // at the aligned position). Alignment: the integer shift is the peak of the
 // FFT cross-correlation of the images' neighbour products x(r + e) conj(x(r))
 // (which a phase offset and a ramp leave unchanged, so they do not blur the
-// peak); the ramp and offset are then read from conj(A) B, and the sub-pixel
-// shift from the phase slope of the cross spectrum, twice in turn.
+// peak); then, in turn, the ramp from the mean phase step of conj(A) B and the
+// sub-pixel shift from the peak of the upsampled cross-correlation of A and
+// B (B resampled by the Fourier shift theorem), and last the phase offset.
 FrcCurve fourier_ring_correlation(const torch::Tensor& a, const torch::Tensor& b, const Rect& region,
                                   const FrcOptions& options = {});
 

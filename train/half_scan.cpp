@@ -5,6 +5,7 @@
 #include <iostream>
 #include <numeric>
 
+#include "src/comm/communicator.h"
 #include "src/error.h"
 #include "src/frc_plot.h"
 #include "train/result_file.h"
