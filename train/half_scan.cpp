@@ -25,16 +25,15 @@ ScanHalves split_scan_in_halves(const torch::Tensor& positions_px) {
   for (int64_t i = 1; i < n; ++i)
     for (int a = 0; a < 2; ++a) moved[a] += std::fabs(acc[i][a] - acc[i - 1][a]);
   const int fast = moved[1] >= moved[0] ? 1 : 0;
-  // A row ends where the fast coordinate turns back (a snake) or jumps back
-  // (a raster's return, after which it turns again: a row has >= 2 positions).
+  // A new row starts where the slow coordinate steps: by more than half its
+  // largest step between consecutive positions (within a row it only jitters).
+  const int slow = 1 - fast;
+  double largest_step = 0;
+  for (int64_t i = 1; i < n; ++i) largest_step = std::max(largest_step, std::fabs(acc[i][slow] - acc[i - 1][slow]));
   std::vector<int64_t> row(static_cast<size_t>(n), 0);
-  int64_t current = 0, row_start = 0;
-  for (int64_t i = 2; i < n; ++i) {
-    const double before = acc[i - 1][fast] - acc[i - 2][fast], now = acc[i][fast] - acc[i - 1][fast];
-    if (before * now < 0 && i - 1 != row_start) {
-      ++current;
-      row_start = i;
-    }
+  int64_t current = 0;
+  for (int64_t i = 1; i < n; ++i) {
+    if (largest_step > 0 && std::fabs(acc[i][slow] - acc[i - 1][slow]) > 0.5 * largest_step) ++current;
     row[static_cast<size_t>(i)] = current;
   }
   std::vector<std::vector<int64_t>> rows(static_cast<size_t>(current + 1));

@@ -14,11 +14,12 @@
 namespace tessera {
 
 // Two halves that each cover the whole scanned field. A raster (rows along
-// the faster-moving axis, in either direction or snaking, each row of at
-// least 3 positions) is split as a checkerboard: alternate positions along
-// each row, ordered by position, shifted by one on alternate rows, so each
-// half is a raster with twice the step in both directions' diagonal. Any
-// other scan (spiral, random) alternates positions in scan order.
+// the faster-moving axis, a new row wherever the other coordinate steps by
+// more than half its largest step, in either direction or snaking, each row
+// but the last of at least 3 positions) is split as a checkerboard:
+// alternate positions along each row, ordered by position, offset by one on
+// alternate rows. Any other scan (spiral, random) alternates positions in
+// scan order.
 struct ScanHalves {
   std::vector<int64_t> first, second;
   std::string method;  // how, in words, for the result file and the log
