@@ -106,7 +106,7 @@ void write_frc_png(const std::string& path, const FrcCurve& c) {
     const std::string label = number(1.0 / q / unit);
     cv.text(std::llround(py(kYLo)) + 12, std::llround(px(q)) - cv.text_width(label) / 2, label);
   }
-  const std::string axis = angstrom ? "period A" : "period nm";
+  const std::string axis = angstrom ? "A" : "nm";  // the font has no letters for "period"
   cv.text(kH - 18, kW - kRight - cv.text_width(axis), axis);
   // Curves: threshold dashed, FRC solid (ring 0 is the mean, removed).
   for (size_t k = 2; k < c.frc.size(); ++k) {
