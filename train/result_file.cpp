@@ -28,6 +28,22 @@ void write_result(const std::string& path, const ReconstructionResult& r) {
       std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
       g.create_dataset("optimizer_state/" + key, t);
     }
+    if (r.frc) {
+      const FrcCurve& c = *r.frc;
+      auto fg = g.require_group("frc");
+      fg.create_dataset("frequency_per_m", torch::tensor(c.frequency_per_m, torch::kFloat64));
+      fg.create_dataset("frc", torch::tensor(c.frc, torch::kFloat64));
+      fg.create_dataset("threshold", torch::tensor(c.threshold, torch::kFloat64));
+      fg.create_dataset("ring_pixels", torch::tensor(c.ring_pixels, torch::kInt64));
+      fg.write_scalar("resolution_m", c.resolution_m);
+      fg.write_scalar("nyquist_period_m", c.nyquist_period_m);
+      fg.write_scalar("sampling_limited", static_cast<int64_t>(c.sampling_limited));
+      fg.create_dataset("region", torch::tensor({c.region.y0, c.region.x0, c.region.h, c.region.w}, torch::kInt64));
+      const auto& a = c.alignment;
+      fg.create_dataset("alignment", torch::tensor({a.shift_y, a.shift_x, a.phase_offset, a.ramp_y, a.ramp_x},
+                                                   torch::kFloat64));
+      fg.write_attribute("halves", r.frc_halves);
+    }
     f.create_soft_link("/entry_1/image_1/data", "/reconstruction/object");
   });
 }
@@ -51,6 +67,30 @@ ReconstructionResult read_result(const std::string& path) {
   r.iteration = static_cast<int>(g.dataset("iteration").read_scalar());
   r.settings = g.dataset("settings").read_string();
   if (f.has_attribute("data_file")) r.data_file = f.read_string_attribute("data_file");
+  if (g.exists("frc")) {
+    auto fg = g.group("frc");
+    FrcCurve c;
+    c.frequency_per_m = to_vec(fg.dataset("frequency_per_m").read(torch::kFloat64));
+    c.frc = to_vec(fg.dataset("frc").read(torch::kFloat64));
+    c.threshold = to_vec(fg.dataset("threshold").read(torch::kFloat64));
+    auto pixels = fg.dataset("ring_pixels").read(torch::kInt64).contiguous();
+    c.ring_pixels.assign(pixels.data_ptr<int64_t>(), pixels.data_ptr<int64_t>() + pixels.numel());
+    TESSERA_REQUIRE(DataError, c.frc.size() == c.frequency_per_m.size() && c.threshold.size() == c.frc.size() &&
+                                   c.ring_pixels.size() == c.frc.size(),
+                    path, ": /reconstruction/frc: the per-ring datasets differ in length");
+    c.resolution_m = fg.dataset("resolution_m").read_scalar();
+    c.nyquist_period_m = fg.dataset("nyquist_period_m").read_scalar();
+    c.sampling_limited = fg.dataset("sampling_limited").read_scalar() != 0;
+    auto region = fg.dataset("region").read(torch::kInt64).contiguous();
+    auto alignment = to_vec(fg.dataset("alignment").read(torch::kFloat64));
+    TESSERA_REQUIRE(DataError, region.numel() == 4 && alignment.size() == 5, path,
+                    ": /reconstruction/frc: region needs 4 and alignment 5 values");
+    const int64_t* rp = region.data_ptr<int64_t>();
+    c.region = Rect{rp[0], rp[1], rp[2], rp[3]};
+    c.alignment = FrcAlignment{alignment[0], alignment[1], alignment[2], alignment[3], alignment[4]};
+    if (fg.has_attribute("halves")) r.frc_halves = fg.read_string_attribute("halves");
+    r.frc = c;
+  }
   if (g.exists("optimizer_state")) {
     auto s = g.group("optimizer_state");
     for (const auto& tile : s.children()) {

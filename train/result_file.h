@@ -10,15 +10,21 @@
 //   /reconstruction/settings       string                every setting, "key = value" lines
 //   /reconstruction/optimizer_state/<tile>/<object|probe>  uint8, serialised torch::optim state (for --resume)
 //   /reconstruction/optimizer_state/scan/positions      the same for refined positions (position correction)
+//   /reconstruction/frc/...        optional: Fourier ring correlation of two half-scan reconstructions
+//                                  (frequency_per_m, frc, threshold, ring_pixels per ring; resolution_m,
+//                                  sampling_limited, region [y0, x0, h, w], alignment [shift_y, shift_x,
+//                                  phase_offset, ramp_y, ramp_x]; attribute "halves": how the scan was split)
 //   /entry_1/image_1/data          soft link to the object (CXI readers find the image)
 //   root attributes: program = "tessera", version, data_file
 // Written atomically (temporary file + rename): an interrupted write never
 // replaces a good result.
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
 
+#include "src/frc.h"
 #include "train/reconstruction.h"
 
 namespace tessera {
@@ -29,6 +35,8 @@ struct ReconstructionResult {
   int iteration = 0;
   std::string settings, data_file;
   OptimizerStates optimizer_states;
+  std::optional<FrcCurve> frc;  // half-scan FRC (tessera reconstruct --frc)
+  std::string frc_halves;       // how the scan was split for it
 };
 
 void write_result(const std::string& path, const ReconstructionResult& result);

@@ -184,4 +184,30 @@ ScanProblem ScanProblem::from_content(CxiContent c, std::string source) {
   return p;
 }
 
+ScanProblem ScanProblem::restricted_to(const std::vector<int64_t>& positions) const {
+  const int64_t n = scan.num_positions();
+  TESSERA_REQUIRE(SettingsError, !positions.empty(), source, ": a subset of the scan needs at least one position");
+  std::vector<bool> seen(static_cast<size_t>(n), false);
+  for (const int64_t j : positions) {
+    TESSERA_REQUIRE(SettingsError, j >= 0 && j < n, source, ": position ", j, " is not in the scan of ", n,
+                    " positions");
+    TESSERA_REQUIRE(SettingsError, !seen[static_cast<size_t>(j)], source, ": position ", j,
+                    " is listed twice in a subset of the scan");
+    seen[static_cast<size_t>(j)] = true;
+  }
+  ScanProblem p = *this;
+  const auto index = torch::tensor(positions, torch::kInt64);
+  p.scan.positions_px = scan.positions_px.index_select(0, index).contiguous();
+  if (p.truth && p.truth->positions_px.defined() && p.truth->positions_px.size(0) == n)
+    p.truth->positions_px = p.truth->positions_px.index_select(0, index).contiguous();
+  auto read = read_frames;
+  p.read_frames = [read, positions](const std::vector<int64_t>& idx) {
+    std::vector<int64_t> global;
+    global.reserve(idx.size());
+    for (const int64_t i : idx) global.push_back(positions.at(static_cast<size_t>(i)));
+    return read(global);
+  };
+  return p;
+}
+
 }  // namespace tessera

@@ -61,6 +61,11 @@ struct ScanProblem {
   static ScanProblem from_file(const std::string& path, const LoadOptions& options = {});
   // Frames and geometry as given; the zero order is the content's, else [h/2, w/2].
   static ScanProblem from_content(CxiContent content, std::string source = "memory");
+
+  // The same experiment with only the given positions (indices into this
+  // scan, each at most once). The object grid is kept, so that
+  // reconstructions of different subsets are pixel for pixel comparable.
+  ScanProblem restricted_to(const std::vector<int64_t>& positions) const;
 };
 
 }  // namespace tessera

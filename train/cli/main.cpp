@@ -15,7 +15,8 @@ void usage() {
                "  simulate     write a CXI data set of the built-in phantom\n"
                "  info         describe a data file and list everything wrong with it\n"
                "  reconstruct  reconstruct object and probe from a data file\n"
-               "  plan         tiling, neighbours, memory and traffic per rank, without reconstructing\n";
+               "  plan         tiling, neighbours, memory and traffic per rank, without reconstructing\n"
+               "  frc          resolution from two reconstructions of independent data (Fourier ring correlation)\n";
 }
 
 }  // namespace
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
     if (cmd == "info") return tessera::cli::info(argc - 1, argv + 1);
     if (cmd == "reconstruct") return tessera::cli::reconstruct(argc - 1, argv + 1);
     if (cmd == "plan") return tessera::cli::plan(argc - 1, argv + 1);
+    if (cmd == "frc") return tessera::cli::frc(argc - 1, argv + 1);
     std::cerr << "tessera: unknown command '" << cmd << "'\n";
     usage();
     return 1;

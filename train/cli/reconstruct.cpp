@@ -10,6 +10,8 @@
 #include "src/threads.h"
 #include "train/cli/commands.h"
 #include "train/cli/load_options.h"
+#include "train/half_scan.h"
+#include "train/result_frc.h"
 #include "train/run.h"
 
 namespace tessera::cli {
@@ -84,6 +86,10 @@ int reconstruct(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("denoise-every", "apply the denoiser every N iterations", cxxopts::value<int>()->default_value("1"))
       ("denoise-blend", "object <- (1 - B) object + B denoised, B in [0, 1]", cxxopts::value<double>()->default_value("1"))
+      ("frc", "truth-free resolution: first reconstruct two interleaved halves of the scan (checkerboard of a "
+              "raster, else alternate positions) with the same settings into <stem>_half1.h5 and _half2.h5, then the "
+              "full scan; print the half-bit FRC resolution, store it in the result and plot <stem>_frc.png "
+              "(about twice the time)")
       ("no-previews", "do not write PNG previews")
       ("q,quiet", "no progress lines")
       ("h,help", "this help");
@@ -168,7 +174,10 @@ int reconstruct(int argc, char** argv) {
     comm = comm::Communicator::create(env, torch::Device(s.device), timeout);
   }
   const int rank = comm ? comm->rank() : 0;
-  auto summary = run_reconstruction(ScanProblem::from_file(r["data"].as<std::string>(), parse_load_options(r)), s, run, comm);
+  auto problem = ScanProblem::from_file(r["data"].as<std::string>(), parse_load_options(r));
+  std::optional<HalfScanRun> halves;
+  if (r.count("frc")) halves = run_with_half_scan_frc(problem, s, run, comm);
+  auto summary = halves ? halves->full : run_reconstruction(std::move(problem), s, run, comm);
   if (rank == 0) {
     std::cout << "done: " << summary.iterations << " iterations in " << summary.seconds << " s, final loss "
               << summary.final_loss;
@@ -178,6 +187,7 @@ int reconstruct(int argc, char** argv) {
     if (summary.phase_gradient)
       std::cout << "\nmean phase gradient over the scan's interior: (" << summary.phase_gradient->first << ", "
                 << summary.phase_gradient->second << ") rad/px";
+    if (halves && halves->frc) std::cout << "\n" << describe_frc(*halves->frc);
     std::cout << "\nresults:";
     for (const auto& f : summary.files) std::cout << "\n  " << f;
     std::cout << std::endl;
