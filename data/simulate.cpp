@@ -184,6 +184,10 @@ Stem4dContent simulate_stem4d(const SimulationSettings& s) {
   cal.convergence_mrad = s.convergence_mrad;
   cal.defocus_angstrom = s.defocus_angstrom;
   cal.c3_mm = s.c3_mm;
+  // The zero order as the X-ray files state it: known from the simulation, as
+  // a calibration without the specimen would give it.
+  if (s.write_beam_centre)
+    cal.zero_order_px = std::make_pair(static_cast<double>(s.frame / 2), static_cast<double>(s.frame / 2));
   if (s.scan_rotation_deg != 0) cal.scan_rotation_deg = s.scan_rotation_deg;
   if (s.measured_positions) {
     // Back to the scan's axes, where the layout stores positions.

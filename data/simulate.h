@@ -28,8 +28,9 @@ struct SimulationSettings {
   // frame centre (sub-pixel allowed), as on a real detector that is not
   // centred on the beam. Simulated as a tilt of the true probe (exact).
   double zero_order_offset_y_px = 0, zero_order_offset_x_px = 0;
-  // Write that zero order as the detector's beam centre, as an instrument
-  // calibrated without the sample would; false leaves it to be estimated.
+  // Write that zero order as the detector's beam centre (electron mode: the
+  // pattern centre as zero_order_px), as an instrument calibrated without the
+  // sample would; false leaves it to be estimated.
   bool write_beam_centre = true;
   int64_t slices = 1;              // object slices (multislice)
   double slice_thickness_m = 0;    // distance between slices (multislice only)
