@@ -13,6 +13,7 @@
 #include "models/probe_init.h"
 #include "models/propagation.h"
 #include "src/comm/communicator.h"
+#include "src/comm/setup_agreement.h"
 #include "src/error.h"
 #include "src/ops/patches.h"
 
@@ -66,6 +67,22 @@ constexpr int kGatherTagBase = 1 << 28;
 Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings settings,
                                std::shared_ptr<comm::Communicator> comm)
     : problem_(std::move(problem)), settings_(std::move(settings)), comm_(std::move(comm)) {
+  // The set-up is local to each rank (settings, tiling, its frames); after it
+  // ranks meet in collectives, so a rank that failed must say so to all
+  // before they start (src/comm/setup_agreement.h).
+  comm::agree_on_setup(comm_.get(), [this] { set_up_local_tiles(); });
+  const auto& s = settings_;
+  initialise_probe_and_object();
+  derive_learning_rates();
+  make_optimizers();
+  exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
+  const bool guessed = s.use_file_probe && problem_.probe_guess;
+  if (!guessed && !s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
+      optimizer_->scaling != StepScaling::LineSearch)
+    search_probe_defocus();
+}
+
+void Reconstruction::set_up_local_tiles() {
   const auto& s = settings_;
   loss_ = &loss_by_name(s.loss);
   optimizer_ = &optimizer_by_name(s.optimizer);
@@ -98,6 +115,12 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
                     "position correction needs a mini-batch optimizer, not '", s.optimizer, "'");
   }
 
+  {
+    const auto& p = problem_.scan.positions_px;
+    TESSERA_REQUIRE(DataError, p.size(0) < 2 || (std::get<0>(p.max(0)) > std::get<0>(p.min(0))).any().item<bool>(),
+                    problem_.source, ": all ", p.size(0), " scan positions are identical; ptychography needs "
+                    "overlapping but different probe positions");
+  }
   // Tiling: an explicit grid, else the requested count (default: one per rank).
   // With position correction the halos are sized for any pattern a tile can
   // come to own, so that patterns change owner without new arrays or links.
@@ -140,15 +163,6 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   const int64_t N = scan.num_positions();
   batch_size_ = s.batch_size > 0 ? std::min(s.batch_size, N) : std::max<int64_t>(std::min<int64_t>(N, 32), (N + 7) / 8);
   if (optimizer_->scaling == StepScaling::LineSearch) batch_size_ = N;
-
-  initialise_probe_and_object();
-  derive_learning_rates();
-  make_optimizers();
-  exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
-  const bool guessed = s.use_file_probe && problem_.probe_guess;
-  if (!guessed && !s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
-      optimizer_->scaling != StepScaling::LineSearch)
-    search_probe_defocus();
 }
 
 void Reconstruction::make_optimizers() {
@@ -824,39 +838,76 @@ OptimizerStates Reconstruction::optimizer_states() const {
   return s;
 }
 
-void Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& probe, int iteration,
+bool Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& probe, int iteration,
                              const OptimizerStates& states, const torch::Tensor& positions) {
   torch::NoGradGuard no_grad;
   const auto& scan = problem_.scan;
   TESSERA_REQUIRE(DataError, object.dim() == 3 && object.size(1) == scan.object_h && object.size(2) == scan.object_w,
                   "the result to resume holds an object of shape ", object.sizes(), " but this data set needs (L, ",
                   scan.object_h, ", ", scan.object_w, ")");
-  TESSERA_REQUIRE(DataError, probe.sizes() == workers_.front()->model->probe().sizes(),
-                  "the result to resume holds a probe of shape ", probe.sizes(), " but the run uses ",
-                  workers_.front()->model->probe().sizes());
+  TESSERA_REQUIRE(SettingsError, object.size(0) == settings_.slices, "the result to resume holds ", object.size(0),
+                  " object slice(s) but this run has --slices ", settings_.slices, "; resume with --slices ",
+                  object.size(0));
+  const auto run_probe = workers_.front()->model->probe().sizes();
+  TESSERA_REQUIRE(SettingsError, probe.dim() != 3 || probe.size(0) == run_probe[0],
+                  "the result to resume holds ", probe.size(0), " probe mode(s) but this run has --modes ",
+                  run_probe[0], "; resume with --modes ", probe.size(0));
+  TESSERA_REQUIRE(DataError, probe.sizes() == run_probe, "the result to resume holds a probe of shape ",
+                  probe.sizes(), " but the run uses ", run_probe);
+  TESSERA_REQUIRE(DataError, iteration >= 0, "the result to resume has a negative iteration count ", iteration);
+  // Everything is checked before any state is taken over: the optimisers'
+  // steps read their state through raw pointers, sized by the parameter.
+  bool states_fit = true;
+  for (auto& wk : workers_) {
+    const std::string key = "tile_" + std::to_string(wk->tile.index);
+    auto o = states.find(key + "/object"), p = states.find(key + "/probe");
+    if (o == states.end() || p == states.end()) {
+      states_fit = false;
+      continue;
+    }
+    try {
+      if (!o->second.empty()) deserialise(*wk->object_optimizer, o->second);
+      if (!p->second.empty()) deserialise(*wk->probe_optimizer, p->second);
+      states_fit = states_fit && optimizer_state_mismatch(*wk->object_optimizer).empty() &&
+                   optimizer_state_mismatch(*wk->probe_optimizer).empty();
+    } catch (const std::exception&) {
+      states_fit = false;
+    }
+  }
+  // One answer for all ranks: a re-tiled resume starts every tile's optimiser afresh.
+  states_fit = reduce_max(states_fit ? 0.0 : 1.0) == 0.0;
+  if (!states_fit)
+    for (auto& wk : workers_) {
+      wk->object_optimizer = optimizer_->make({wk->model->object_real}, object_rate_);
+      wk->probe_optimizer = optimizer_->make({wk->model->probe_real}, probe_rate_);
+    }
+  if (position_optimizer_) {
+    TESSERA_REQUIRE(DataError, positions.defined() && positions.sizes() == positions_.sizes(),
+                    "the result to resume holds no refined positions for the ", positions_.size(0), " patterns");
+    TESSERA_REQUIRE(DataError, torch::isfinite(positions).all().item<bool>(),
+                    "the result to resume holds refined positions that are not finite numbers");
+    auto it = states.find("scan/positions");
+    TESSERA_REQUIRE(DataError, it != states.end(),
+                    "the result to resume has no position optimizer state: it was not run with position correction");
+    try {
+      deserialise(*position_optimizer_, it->second);
+    } catch (const std::exception& e) {
+      throw DataError(std::string("the result to resume has a damaged position optimizer state: ") + e.what());
+    }
+    TESSERA_REQUIRE(DataError, optimizer_state_mismatch(*position_optimizer_).empty(),
+                    "the result to resume has a position optimizer state that does not fit this run: ",
+                    optimizer_state_mismatch(*position_optimizer_));
+    positions_.copy_(positions.to(positions_.options().requires_grad(false)));
+  }
   for (auto& wk : workers_) {
     const Rect& e = wk->tile.extent;
     auto part = object.slice(1, e.y0, e.y1()).slice(2, e.x0, e.x1());
     wk->model->object_real.copy_(torch::view_as_real(part.to(wk->model->object().dtype()).contiguous()));
     wk->model->probe_real.copy_(torch::view_as_real(probe.to(wk->model->probe().dtype()).contiguous()));
-    const std::string key = "tile_" + std::to_string(wk->tile.index);
-    auto o = states.find(key + "/object"), p = states.find(key + "/probe");
-    TESSERA_REQUIRE(DataError, o != states.end() && p != states.end(), "the result to resume has no optimizer state for ",
-                    key, ": resume with the same tiling and optimizer as the original run");
-    if (!o->second.empty()) deserialise(*wk->object_optimizer, o->second);
-    if (!p->second.empty()) deserialise(*wk->probe_optimizer, p->second);
   }
-  if (position_optimizer_) {
-    TESSERA_REQUIRE(DataError, positions.defined() && positions.sizes() == positions_.sizes(),
-                    "the result to resume holds no refined positions for the ", positions_.size(0), " patterns");
-    auto it = states.find("scan/positions");
-    TESSERA_REQUIRE(DataError, it != states.end(),
-                    "the result to resume has no position optimizer state: it was not run with position correction");
-    positions_.copy_(positions.to(positions_.options().requires_grad(false)));
-    deserialise(*position_optimizer_, it->second);
-    reassign_moved_patterns();
-  }
+  if (position_optimizer_) reassign_moved_patterns();
   iteration_ = iteration;
+  return states_fit;
 }
 
 }  // namespace tessera

@@ -11,7 +11,7 @@
 //   /reconstruction/optimizer_state/<tile>/<object|probe>  uint8, serialised torch::optim state (for --resume)
 //   /reconstruction/optimizer_state/scan/positions      the same for refined positions (position correction)
 //   /entry_1/image_1/data          soft link to the object (CXI readers find the image)
-//   root attributes: program = "tessera", version, data_file
+//   root attributes: program = "tessera", version, data_file, data_fingerprint
 // Written atomically (temporary file + rename): an interrupted write never
 // replaces a good result.
 #include <string>
@@ -28,10 +28,14 @@ struct ReconstructionResult {
   std::vector<double> loss, seconds;
   int iteration = 0;
   std::string settings, data_file;
+  std::string data_fingerprint;  // train/resume_check.h; empty in files written before it existed
   OptimizerStates optimizer_states;
 };
 
 void write_result(const std::string& path, const ReconstructionResult& result);
 ReconstructionResult read_result(const std::string& path);
+// True when path is an HDF5 file that tessera wrote as a result (root attribute
+// program = "tessera"); false for anything else, unreadable files included.
+bool is_tessera_result(const std::string& path);
 
 }  // namespace tessera

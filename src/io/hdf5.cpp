@@ -639,6 +639,9 @@ File File::open(const std::string& path, Mode mode) {
   if (ec) throw DataError(path + ": cannot be accessed: " + ec.message());
   if (!found) throw DataError(path + ": file not found");
   if (fs::is_directory(path, ec)) throw DataError(path + ": is a directory, not an HDF5 (CXI) file");
+  // Opening a FIFO or a device blocks (or reads forever): only files are data.
+  if (!fs::is_regular_file(path, ec))
+    throw DataError(path + ": is not a regular file (a pipe, socket or device); an HDF5 (CXI) file is needed");
   htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   if (is_hdf5 == 0) {
     H5Eclear2(H5E_DEFAULT);

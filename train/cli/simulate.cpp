@@ -6,6 +6,7 @@
 #include "data/stem4d_writer.h"
 #include "src/error.h"
 #include "src/threads.h"
+#include "train/cli/arguments.h"
 #include "train/cli/commands.h"
 
 namespace tessera::cli {
@@ -49,6 +50,7 @@ int simulate(int argc, char** argv) {
       ("step-angstrom", "scan step (Å; overrides --step)", cxxopts::value<double>())
       ("store-mrad", "store the calibration in mrad per pixel instead of Å⁻¹ per pixel");
   auto r = o.parse(argc, argv);
+  require_no_extra_arguments(r, "simulate");
   if (r.count("help")) {
     std::cout << o.help() << std::endl;
     return 0;
