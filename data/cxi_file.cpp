@@ -531,7 +531,7 @@ std::vector<std::string> CxiFile::problems() const {
     neg.add(negative.any(1), b);
     if (negative.any().item<bool>()) lowest = std::min(lowest, flat.masked_select(negative).min().item<double>());
     zero.add((flat == 0).all(1), b);
-    huge.add((flat.isfinite() & (flat > validation_text::kMaxCountPerPixel)).any(1), b);
+    huge.add((torch::isfinite(flat) & (flat > validation_text::kMaxCountPerPixel)).any(1), b);
     if (type_max > 0) saturated.add((flat == static_cast<float>(type_max)).any(1), b);
   }
   const std::string total = std::to_string(s.n);

@@ -102,7 +102,7 @@ inline std::optional<BadCounts> find_bad_counts(const torch::Tensor& block) {
       block.max().item<float>() <= kMaxCountPerPixel)
     return std::nullopt;
   auto flat = block.reshape({block.size(0), -1});
-  auto huge = flat.isfinite() & (flat > kMaxCountPerPixel);
+  auto huge = torch::isfinite(flat) & (flat > kMaxCountPerPixel);
   auto bad_rows = (flat.isnan() | flat.isinf() | (flat < 0) | huge).any(1).nonzero().reshape({-1});
   BadCounts b;
   b.bad_frames = bad_rows.numel();

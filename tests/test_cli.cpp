@@ -139,7 +139,7 @@ TEST(Cli, ReconstructNeverReplacesItsInputOrAForeignFile) {
   const std::string before = file_bytes(data);
   fs::create_symlink(data, dir / "link.h5");
   fs::create_hard_link(data, dir / "hard.h5");
-  for (const std::string out : {data, (dir / "." / "data.cxi").string(), (dir / "link.h5").string(),
+  for (const std::string& out : {data, (dir / "." / "data.cxi").string(), (dir / "link.h5").string(),
                                 (dir / "hard.h5").string()}) {
     auto o = run("reconstruct " + data + " -o " + out + " -i 1 --threads 1 --no-previews");
     EXPECT_EQ(o.code, 1) << out << ": " << o.text;
@@ -192,7 +192,7 @@ TEST(Cli, ResumeChecksEveryStoredSettingAndMayRetile) {
     EXPECT_NE(o.text.find(named), std::string::npos) << options << ": " << o.text;
   }
   // Another tiling: the object is global, the optimiser state starts afresh (with a warning).
-  for (const std::string options : {"--tiles 2", "--tile-grid 2x2", "--tile-grid 4x1"}) {
+  for (const std::string& options : {"--tiles 2", "--tile-grid 2x2", "--tile-grid 4x1"}) {
     auto o = run("reconstruct " + data + " -o " + (dir / "r.h5").string() + common + " " + options);
     EXPECT_EQ(o.code, 0) << options << ": " << o.text;
     EXPECT_NE(o.text.find("start afresh"), std::string::npos) << options << ": " << o.text;
@@ -242,7 +242,7 @@ TEST(Cli, PositionsJustBelowWholePixelsWorkWithTiles) {
   fs::create_directories(dir);
   const auto data = (dir / "raster.cxi").string();
   write_small_cxi(data, 6, 3.0, -1e-9);
-  for (const std::string tiles : {"--tiles 2", "--tile-grid 2x2"}) {
+  for (const std::string& tiles : {"--tiles 2", "--tile-grid 2x2"}) {
     auto o = run("reconstruct " + data + " -o " + (dir / "r.h5").string() + " -i 1 --threads 1 --no-previews " +
                  tiles);
     EXPECT_EQ(o.code, 0) << tiles << ": " << o.text;
@@ -264,6 +264,7 @@ TEST(Cli, AbsurdInputIsRefusedNamingIt) {
       {"--checkpoint-every -1", "--checkpoint-every"}, {"--tile-grid 2x", "--tile-grid"},
       {"--tile-grid x2", "--tile-grid"}, {"--tile-grid 2x2x", "--tile-grid"},
       {"--object-rate nan", "--object-rate"}, {"--iterations -3", "--iterations"},
+      {"--slices 1000000 --slice-thickness 1e-9", "GiB"}, {"--modes 100000000", "GiB"},
       {data, "unexpected argument"}};
   for (const auto& [options, named] : refused) {
     auto o = run(base + options);
@@ -333,7 +334,7 @@ TEST(Cli, AbsurdElectronOpticsAreRefused) {
   fs::create_directories(dir);
   const auto data = (dir / "stem.h5").string(), out = (dir / "r.h5").string();
   ASSERT_EQ(run("simulate --electron -o " + data + " --scan 4 --frame 16 --step 4").code, 0);
-  for (const std::string option : {"--c3-mm 1e300", "--defocus-angstrom 1e30", "--convergence-mrad 1e6",
+  for (const std::string& option : {"--c3-mm 1e300", "--defocus-angstrom 1e30", "--convergence-mrad 1e6",
                                    "--convergence-mrad 20000"}) {
     auto o = run("reconstruct " + data + " -o " + out + " -i 1 --threads 1 " + option);
     EXPECT_EQ(o.code, 1) << option << ": " << o.text;
@@ -356,5 +357,29 @@ TEST(Cli, AbsurdElectronOpticsAreRefused) {
     EXPECT_NE(o.text.find("not plausible"), std::string::npos) << key << ": " << o.text;
     EXPECT_EQ(o.text.find("no problems found"), std::string::npos) << o.text;
   }
+  fs::remove_all(dir);
+}
+
+TEST(Cli, AFullDiskEndsWithAMessageAndExitCodeOne) {
+  // The file size limit stands in for a full disk: writes past it fail with
+  // EFBIG (SIGXFSZ ignored), as they fail with ENOSPC on a full one.
+  const auto dir = temp_dir() / "full";
+  fs::create_directories(dir);
+  const auto data = (dir / "data.cxi").string(), out = (dir / "r.h5").string();
+  ASSERT_EQ(run("simulate -o " + data + " --scan 12 --frame 32 --step 4").code, 0);
+  const std::string cmd = "bash -c 'trap \"\" XFSZ; ulimit -f 64; exec " + std::string(TESSERA_BINARY_DIR) +
+                          "/train/tessera reconstruct " + data + " -o " + out +
+                          " -i 2 --threads 1 --no-previews --checkpoint-every 1' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string text;
+  std::array<char, 4096> buf{};
+  while (fgets(buf.data(), buf.size(), p)) text += buf.data();
+  const int status = pclose(p);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << text;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << text;
+  EXPECT_NE(text.find(out), std::string::npos) << text;
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path() << " left behind";
   fs::remove_all(dir);
 }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <unistd.h>
 
 #include "models/object_constraints.h"
 #include "models/phase_ramp.h"
@@ -151,6 +152,28 @@ void Reconstruction::set_up_local_tiles() {
 
   positions_ = scan.positions_px.to(real_dtype_).to(device).clone();
   measured_positions_ = positions_.clone();
+  {
+    // Said in GiB before anything large is allocated: the allocator's own
+    // failure names neither the array nor the option that made it large.
+    const double real_bytes = real_dtype_ == torch::kFloat64 ? 8 : 4;
+    double object_px = 0, frames_px = 0;
+    for (int k : local_tiles_) {
+      const Tile& t = tiling_->tile(k);
+      object_px += static_cast<double>(t.extent.h) * static_cast<double>(t.extent.w);
+      frames_px += static_cast<double>(t.positions.size()) * static_cast<double>(h) * static_cast<double>(w);
+    }
+    // Object and probe: value, gradient and two optimiser moments, complex.
+    const double object_gib = 4 * 2 * real_bytes * static_cast<double>(s.slices) * object_px / (1u << 30);
+    const double probe_gib = 4 * 2 * real_bytes * static_cast<double>(s.probe_modes) * h * w / (1u << 30);
+    const double frames_gib = 4 * frames_px / (1u << 30);
+    const double total_gib = object_gib + probe_gib + frames_gib;
+    const double memory_gib = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGESIZE) / (1u << 30);
+    TESSERA_REQUIRE(SettingsError, !(memory_gib > 0) || total_gib < memory_gib, problem_.source,
+                    ": this rank's share of the reconstruction needs at least ", total_gib, " GiB (object of ",
+                    s.slices, " slice(s) over ", object_px, " pixels: ", object_gib, " GiB; ", s.probe_modes,
+                    " probe mode(s): ", probe_gib, " GiB; frames: ", frames_gib, " GiB) but this machine has ",
+                    memory_gib, " GiB; use fewer --slices or --modes, more ranks, or --crop/--bin");
+  }
   // Each tile reads only its own patterns.
   for (int k : local_tiles_) {
     auto wk = std::make_unique<TileWorker>();

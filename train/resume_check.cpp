@@ -1,5 +1,6 @@
 #include "train/resume_check.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <sstream>

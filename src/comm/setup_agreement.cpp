@@ -13,12 +13,14 @@ namespace tessera::comm {
 
 namespace {
 
-// Root's bytes on every rank.
+// Root's bytes on every rank (staged on the communicator's device: NCCL takes only GPU tensors).
 std::string broadcast_text(Communicator& comm, const std::string& text, int root, int64_t length) {
-  auto buf = torch::zeros({length}, torch::kUInt8);
-  if (comm.rank() == root && length > 0) std::memcpy(buf.data_ptr(), text.data(), static_cast<size_t>(length));
+  auto host = torch::zeros({length}, torch::kUInt8);
+  if (comm.rank() == root && length > 0) std::memcpy(host.data_ptr(), text.data(), static_cast<size_t>(length));
+  auto buf = host.to(comm.device());
   comm.broadcast(buf, root);
-  return std::string(reinterpret_cast<const char*>(buf.data_ptr()), static_cast<size_t>(length));
+  host = buf.cpu().contiguous();
+  return std::string(reinterpret_cast<const char*>(host.data_ptr()), static_cast<size_t>(length));
 }
 
 std::string first_difference(const std::string& mine, const std::string& root) {
@@ -56,7 +58,9 @@ void agree_on_setup(Communicator* comm, const std::function<void()>& step) {
   // Lengths + 1, so that a failure with an empty message still counts.
   auto lengths = torch::zeros({comm->size()}, torch::kInt64);
   if (failure) lengths[comm->rank()] = static_cast<int64_t>(message.size()) + 1;
+  lengths = lengths.to(comm->device());
   comm->allreduce_sum(lengths).wait();
+  lengths = lengths.cpu();
   std::string others;
   for (int r = 0; r < comm->size(); ++r) {
     const int64_t n = lengths[r].item<int64_t>();
@@ -72,9 +76,10 @@ void agree_on_setup(Communicator* comm, const std::function<void()>& step) {
 
 void require_same_settings(Communicator* comm, const std::string& lines) {
   if (!comm || comm->size() == 1) return;
-  auto length = torch::tensor({static_cast<int64_t>(comm->rank() == 0 ? lines.size() : 0)}, torch::kInt64);
+  auto length = torch::tensor({static_cast<int64_t>(comm->rank() == 0 ? lines.size() : 0)}, torch::kInt64)
+                    .to(comm->device());
   comm->broadcast(length, 0);
-  const std::string root = broadcast_text(*comm, lines, 0, length.item<int64_t>());
+  const std::string root = broadcast_text(*comm, lines, 0, length.cpu().item<int64_t>());
   agree_on_setup(comm, [&] {
     const std::string diff = first_difference(lines, root);
     TESSERA_REQUIRE(SettingsError, diff.empty(), "the ranks were started with different settings: ", diff,

@@ -695,6 +695,9 @@ std::vector<int64_t> Dataset::shape() const {
   silence_error_printing();
   Handle space(H5Dget_space(id()));
   if (!space.valid()) fail("cannot read its shape");
+  // A null dataspace holds no value, yet reports rank 0 like a scalar: seen
+  // as a scalar, reading it would return uninitialised memory.
+  if (H5Sget_simple_extent_type(space.get()) == H5S_NULL) return {0};
   int rank = H5Sget_simple_extent_ndims(space.get());
   if (rank < 0) fail("cannot read its shape");
   std::vector<hsize_t> dims(static_cast<size_t>(rank));

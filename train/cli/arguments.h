@@ -3,6 +3,7 @@
 // accepts silently but a user did not mean.
 #include <cxxopts.hpp>
 #include <string>
+#include <utility>
 
 #include "src/error.h"
 
