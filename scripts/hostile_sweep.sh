@@ -19,7 +19,11 @@ cd "$W"
 cases=0 crashes=0 hangs=0 losses=0 wrong=0 unexpected_refusals=0
 failures=()
 
-sum() { sha256sum "$@" 2>/dev/null | cut -c1-64 | tr '\n' ' '; }
+# Checksums of the regular files among the arguments (a FIFO would block sha256sum).
+sum() {
+  local f
+  for f in "$@"; do [ -f "$f" ] && [ ! -p "$f" ] && sha256sum "$f" | cut -c1-64; done | tr '\n' ' '
+}
 
 # check EXPECT INPUTS... -- ARGS...: EXPECT is fail (must exit 1) or ok (must exit 0).
 check() {
@@ -104,13 +108,17 @@ PYEOF
 mkfifo fifo.cxi
 mkdir -p adir
 
-for f in nan neg huge u64max zero tiny1 tiny3 strip fewframes samepos nanpos hugepos nulldist nullenergy negdist \
+# An empty (null-dataspace) energy beside a valid wavelength is a problem for
+# info and ignored by reconstruct, which uses the wavelength.
+check fail nullenergy.cxi -- info nullenergy.cxi
+check ok nullenergy.cxi -- reconstruct nullenergy.cxi -o r_nullenergy.h5 $R
+for f in nan neg huge u64max zero tiny1 tiny3 strip fewframes samepos nanpos hugepos nulldist negdist \
          strdist nodata text empty; do
   check fail $f.cxi -- info $f.cxi
   check fail $f.cxi -- reconstruct $f.cxi -o r_$f.h5 $R
 done
 check fail lazy.cxi -- reconstruct lazy.cxi -o r_lazy.h5 $R
-check fail fifo.cxi -- info fifo.cxi
+check fail -- info fifo.cxi
 check fail -- info adir
 check fail -- info missing.cxi
 for f in stem_*.h5; do

@@ -414,9 +414,6 @@ INSTANTIATE_TEST_SUITE_P(KilledOrHung, RankFailure,
                                   std::to_string(p.param.victim);
                          });
 
-}  // namespace
-}  // namespace tessera
-
 // Ranks that cannot start together (issue 14): each rank is launched with its
 // own arguments; every rank must exit 1 (no abort, no timeout) with the
 // failing rank's reason.
@@ -463,3 +460,6 @@ TEST_F(SetupDisagreement, EveryRankReportsOneRanksDataError) {
     EXPECT_NE(log.find("no_such_file.cxi"), std::string::npos) << log;
   }
 }
+
+}  // namespace
+}  // namespace tessera

@@ -9,7 +9,9 @@
 
 namespace tessera {
 
-void write_result(const std::string& path, const ReconstructionResult& r) {
+namespace {
+
+void write_result_file(const std::string& path, const ReconstructionResult& r) {
   write_atomically(path, [&](const std::string& tmp) {
     auto f = h5::File::create(tmp);
     f.write_attribute("program", std::string("tessera"));
@@ -32,6 +34,19 @@ void write_result(const std::string& path, const ReconstructionResult& r) {
     }
     f.create_soft_link("/entry_1/image_1/data", "/reconstruction/object");
   });
+}
+
+}  // namespace
+
+void write_result(const std::string& path, const ReconstructionResult& r) {
+  try {
+    write_result_file(path, r);
+  } catch (const Error& e) {
+    // The temporary file is named in e; the user needs the result's name and
+    // to know that the previous checkpoint is intact.
+    throw Error(path + ": the result was not written (" + e.what() + "); an earlier " + path +
+                ", if any, is unchanged");
+  }
 }
 
 bool is_tessera_result(const std::string& path) {

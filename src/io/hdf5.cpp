@@ -12,6 +12,13 @@ namespace tessera::h5 {
 // ---------------------------------------------------------------- errors ---
 
 void silence_error_printing() {
+  // No library shutdown at exit: after a failed write (a full disk) a file's
+  // metadata cache stays dirty, and HDF5's atexit handler, flushing it again,
+  // crashed (SIGSEGV after the error message). Every file tessera opens is
+  // closed by its handle; the kernel closes whatever is left. Effective only
+  // before the library's first use, which this function precedes.
+  static const bool no_atexit = H5dont_atexit() >= 0;
+  (void)no_atexit;
   thread_local bool silenced = false;
   if (!silenced) {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
