@@ -160,6 +160,7 @@ CxiFile::CxiFile(const std::string& path) {
     }
   }
   const int64_t n = s.n, h = s.geometry.frame_h, w = s.geometry.frame_w;
+  if (const auto small = frame_size_problem(h, w); !small.empty()) s.notes.push_back(s.data_key + ": " + small);
 
   // ---- positions
   {
@@ -556,13 +557,16 @@ std::vector<std::string> CxiFile::problems() const {
   std::vector<std::string> out = s.notes;
   const int64_t h = s.geometry.frame_h, w = s.geometry.frame_w;
   const int64_t step = block_frames(h, w);
-  BadFrames nan, inf, neg, zero, saturated;
+  BadFrames nan, inf, neg, zero, saturated, huge;
   double lowest = 0;
   double type_max = 0;
   if (s.data_type.kind == h5::Kind::unsigned_integer && s.data_type.size <= 4)
     type_max = std::ldexp(1.0, static_cast<int>(s.data_type.size * 8)) - 1;
-  for (int64_t b = 0; b < s.n; b += step) {
+  const auto starts = validation_text::blocks_to_scan(s.n, step, h * w * 4);
+  int64_t scanned = 0;
+  for (const int64_t b : starts) {
     const int64_t e = std::min(s.n, b + step);
+    scanned += e - b;
     torch::Tensor block;
     try {
       block = s.read_block(b, e);
@@ -579,6 +583,7 @@ std::vector<std::string> CxiFile::problems() const {
     neg.add(negative.any(1), b);
     if (negative.any().item<bool>()) lowest = std::min(lowest, flat.masked_select(negative).min().item<double>());
     zero.add((flat == 0).all(1), b);
+    huge.add((torch::isfinite(flat) & (flat > validation_text::kMaxCountPerPixel)).any(1), b);
     if (type_max > 0) saturated.add((flat == static_cast<float>(type_max)).any(1), b);
   }
   const std::string total = std::to_string(s.n);
@@ -591,6 +596,9 @@ std::vector<std::string> CxiFile::problems() const {
   report(inf, "contain infinite intensities");
   report(neg, "contain negative intensities, lowest " + fmt(lowest));
   report(zero, "are entirely zero");
+  report(huge, "contain intensities above " + fmt(validation_text::kMaxCountPerPixel, "%.0e") +
+                   " (no detector counts that high: a fill value or a wrong type?)");
+  if (scanned < s.n) out.push_back(validation_text::sampled_note(s.data_key, scanned, s.n));
   report(saturated, "contain the value " + fmt(type_max, "%.0f") + " (the " + s.data_type.name +
                         " maximum), usually a detector gap or overflow marker: exclude those pixels with detector_1/mask");
   if (s.mask_valid && s.mask_valid->logical_not().sum().item<int64_t>() * 2 > h * w)

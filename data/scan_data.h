@@ -8,6 +8,17 @@
 
 namespace tessera {
 
+// The smallest pattern a reconstruction takes, along each axis: one rule for
+// `tessera info` (a problem) and the loaders (an error).
+inline constexpr int64_t kMinFramePixels = 8;
+
+// "" when h x w patterns can be reconstructed, else why not.
+inline std::string frame_size_problem(int64_t h, int64_t w) {
+  if (h >= kMinFramePixels && w >= kMinFramePixels) return {};
+  return "patterns of " + std::to_string(h) + " x " + std::to_string(w) + " pixels are too small: a reconstruction "
+         "needs at least " + std::to_string(kMinFramePixels) + " x " + std::to_string(kMinFramePixels);
+}
+
 struct ExperimentGeometry {
   double wavelength_m = 0;        // from source_1/wavelength, else from energy
   double energy_j = 0;            // photon energy (J); 0 when only the wavelength is known

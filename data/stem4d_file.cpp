@@ -157,6 +157,8 @@ Stem4dFile::Stem4dFile(const std::string& path) {
     s.rx = shape[1];
     s.qy = shape[2];
     s.qx = shape[3];
+    if (const auto small = frame_size_problem(s.qy, s.qx); !small.empty())
+      s.notes.push_back(std::string(keys::kData) + ": " + small);
   }
 
   // ---- numbers: one value, or a [y, x] pair
@@ -199,6 +201,7 @@ Stem4dFile::Stem4dFile(const std::string& path) {
     if (e > kMaxEnergyKev)
       s.fail(keys::kEnergy, "is " + fmt(e) + " keV, more than any electron microscope; the layout stores kilo-electron-volts: "
                             "if this is " + fmt(e) + " eV, store " + fmt(e * 1e-3));
+    if (const auto m = electron::beam_energy_problem(e); !m.empty()) s.fail(keys::kEnergy, "is not plausible: " + m);
     s.cal.energy_kev = e;
     s.cal.wavelength_angstrom = electron::wavelength_angstrom(e);
   }
@@ -289,14 +292,21 @@ Stem4dFile::Stem4dFile(const std::string& path) {
   // ---- probe optics (optional)
   if (auto c = read_values(keys::kConvergence, "convergence semi-angle", "mrad", false, false)) {
     positive(keys::kConvergence, c->y, "convergence semi-angle", "mrad");
+    if (const auto m = electron::convergence_problem(c->y); !m.empty()) s.fail(keys::kConvergence, "is not plausible: " + m);
     const double radius = electron::aperture_radius_pixels({s.cal.energy_kev, c->y, 0, 0}, std::min(s.cal.dk_y, s.cal.dk_x));
     if (radius < 1)
       s.fail(keys::kConvergence, "is " + fmt(c->y) + " mrad, less than one detector pixel (" + fmt(s.cal.mrad_per_pixel_y()) +
                                      " mrad per pixel); is it in radians? The layout stores mrad");
     s.cal.convergence_mrad = c->y;
   }
-  if (auto d = read_values(keys::kDefocus, "defocus", "Å", false, false)) s.cal.defocus_angstrom = d->y;
-  if (auto c3 = read_values(keys::kC3, "spherical aberration C3", "mm", false, false)) s.cal.c3_mm = c3->y;
+  if (auto d = read_values(keys::kDefocus, "defocus", "Å", false, false)) {
+    if (const auto m = electron::defocus_problem(d->y); !m.empty()) s.fail(keys::kDefocus, "is not plausible: " + m);
+    s.cal.defocus_angstrom = d->y;
+  }
+  if (auto c3 = read_values(keys::kC3, "spherical aberration C3", "mm", false, false)) {
+    if (const auto m = electron::c3_problem(c3->y); !m.empty()) s.fail(keys::kC3, "is not plausible: " + m);
+    s.cal.c3_mm = c3->y;
+  }
 
   // ---- bad-pixel mask (optional)
   if (f.exists(keys::kMask) || f.is_dangling_link(keys::kMask)) {
@@ -468,8 +478,11 @@ std::vector<std::string> Stem4dFile::problems() const {
   std::vector<std::string> out = s.notes;
   const int64_t step = block_patterns(s.qy, s.qx);
   int64_t bad = 0, first_bad = -1, empty = 0, first_empty = -1;
-  for (int64_t b = 0; b < s.n(); b += step) {
+  const auto starts = validation_text::blocks_to_scan(s.n(), step, s.qy * s.qx * 4);
+  int64_t scanned = 0;
+  for (const int64_t b : starts) {
     const int64_t e = std::min(s.n(), b + step);
+    scanned += e - b;
     torch::Tensor block = torch::empty({e - b, s.qy, s.qx}, torch::kFloat);
     try {
       s.read_run(b, e - b, block);
@@ -480,7 +493,10 @@ std::vector<std::string> Stem4dFile::problems() const {
     }
     s.apply_mask(block);
     auto flat = block.reshape({e - b, -1});
-    auto rows = (flat.isnan() | flat.isinf() | (flat < 0)).any(1).nonzero().reshape({-1});
+    auto rows = (flat.isnan() | flat.isinf() | (flat < 0) | (flat > validation_text::kMaxCountPerPixel))
+                    .any(1)
+                    .nonzero()
+                    .reshape({-1});
     if (rows.numel()) {
       if (first_bad < 0) first_bad = b + rows[0].item<int64_t>();
       bad += rows.numel();
@@ -494,10 +510,11 @@ std::vector<std::string> Stem4dFile::problems() const {
   const std::string total = std::to_string(s.n());
   if (bad)
     out.push_back(std::string(keys::kData) + ": " + std::to_string(bad) + " of " + total +
-                  " patterns hold NaN, infinite or negative counts (first: " + s.where(first_bad) + ")");
+                  " patterns hold NaN, infinite, negative or absurdly large counts (first: " + s.where(first_bad) + ")");
   if (empty)
     out.push_back(std::string(keys::kData) + ": " + std::to_string(empty) + " of " + total +
                   " patterns are entirely zero (first: " + s.where(first_empty) + ")");
+  if (scanned < s.n()) out.push_back(validation_text::sampled_note(keys::kData, scanned, s.n()));
   if (s.mask_valid && s.mask_valid->logical_not().sum().item<int64_t>() * 2 > s.qy * s.qx)
     out.push_back(std::string(keys::kMask) + ": more than half of the pixels are flagged bad");
   try {
@@ -565,7 +582,8 @@ std::string Stem4dFile::summary() const {
     o << "  ground truth:      object " << h5::shape_string(s.file.dataset(keys::kTruthObject).shape()) << ", probe "
       << h5::shape_string(s.file.dataset(keys::kTruthProbe).shape()) << "\n";
   try {
-    const int64_t count = std::min<int64_t>(s.n(), 256);
+    // At most 256 patterns and 256 MiB: the summary comes first and fast.
+    const int64_t count = std::min<int64_t>({s.n(), 256, std::max<int64_t>(1, (int64_t{256} << 20) / (s.qy * s.qx * 4))});
     torch::Tensor block = torch::empty({count, s.qy, s.qx}, torch::kFloat);
     s.read_run(0, count, block);
     s.apply_mask(block);

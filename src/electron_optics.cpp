@@ -1,6 +1,7 @@
 #include "src/electron_optics.h"
 
 #include <cmath>
+#include <sstream>
 #include <string>
 
 #include "src/error.h"
@@ -14,6 +15,47 @@ void require_positive(double v, const char* what, const char* unit) {
 }
 
 }  // namespace
+
+namespace {
+std::string number(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+}  // namespace
+
+std::string beam_energy_problem(double kev) {
+  if (!std::isfinite(kev) || kev <= 0) return "the beam energy is " + number(kev) + "; it must be a positive number of keV";
+  if (kev < kMinEnergyKev || kev > kMaxEnergyKev)
+    return "the beam energy is " + number(kev) + " keV, outside the " + number(kMinEnergyKev) + " to " +
+           number(kMaxEnergyKev) + " keV of electron microscopes; is it in the right unit (keV)?";
+  return {};
+}
+
+std::string convergence_problem(double mrad) {
+  if (!std::isfinite(mrad) || mrad <= 0)
+    return "the convergence semi-angle is " + number(mrad) + "; it must be a positive number of mrad";
+  if (mrad > kMaxConvergenceMrad)
+    return "the convergence semi-angle is " + number(mrad) + " mrad, more than " + number(kMaxConvergenceMrad) +
+           " mrad (no probe-forming aperture is that wide); is it in the right unit (mrad)?";
+  return {};
+}
+
+std::string defocus_problem(double angstrom) {
+  if (!std::isfinite(angstrom)) return "the defocus is " + number(angstrom) + "; it must be a finite number of Å";
+  if (std::fabs(angstrom) > kMaxDefocusAngstrom)
+    return "the defocus is " + number(angstrom) + " Å, beyond ±" + number(kMaxDefocusAngstrom) +
+           " Å (100 µm); is it in the right unit (Å)?";
+  return {};
+}
+
+std::string c3_problem(double mm) {
+  if (!std::isfinite(mm)) return "the spherical aberration C3 is " + number(mm) + "; it must be a finite number of mm";
+  if (std::fabs(mm) > kMaxC3Mm)
+    return "the spherical aberration C3 is " + number(mm) + " mm, beyond ±" + number(kMaxC3Mm) +
+           " mm; is it in the right unit (mm)?";
+  return {};
+}
 
 double wavelength_angstrom(double energy_kev) {
   require_positive(energy_kev, "the beam energy", "keV");

@@ -24,6 +24,7 @@
 // frequency at [0, 0]) internally, and the real-space probe centred in its
 // window (at [h/2, w/2]), as simulations store and the forward model uses it.
 #include <cstdint>
+#include <string>
 
 #include <torch/torch.h>
 
@@ -49,6 +50,20 @@ double inverse_angstrom_to_mrad(double inverse_angstrom, double wavelength_a);
 
 // Sample-plane pixel (Å) of N detector pixels of Δk Å⁻¹ each: 1 / (N Δk).
 double sample_pixel_angstrom(int64_t pixels, double dk_inverse_angstrom);
+
+// Ranges that every electron microscope lies well within: a value outside is
+// a wrong unit or a typing error (1e30 Å of defocus, 20 for 20 mrad given in
+// rad), which would otherwise pass as "no problems found". Each returns an
+// empty string for a plausible value, else a sentence on what is wrong; the
+// file readers and the command line both call them.
+inline constexpr double kMinEnergyKev = 1, kMaxEnergyKev = 5000;  // keV
+inline constexpr double kMaxConvergenceMrad = 300;               // mrad (semi-angle)
+inline constexpr double kMaxDefocusAngstrom = 1e6;              // |Δf|, Å (100 µm)
+inline constexpr double kMaxC3Mm = 1e3;                         // |C3|, mm
+std::string beam_energy_problem(double energy_kev);
+std::string convergence_problem(double convergence_mrad);
+std::string defocus_problem(double defocus_angstrom);
+std::string c3_problem(double c3_mm);
 
 // What shapes the probe: beam energy, probe-forming aperture and aberrations.
 struct ProbeOptics {

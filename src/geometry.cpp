@@ -62,6 +62,11 @@ ScanGeometry ScanGeometry::from_pixels(const torch::Tensor& positions_px, int64_
   // Shift so that the outermost windows start `margin` pixels inside the object.
   auto lo = std::get<0>(pos.min(0));
   pos -= lo.floor() - static_cast<double>(margin);
+  // The kernels read positions in float32 at single precision: round them to
+  // float32 here, so that footprints (computed from these values in double)
+  // and kernels see the same numbers. Otherwise a corner just below an
+  // integer rounds up in float32 and the window leaves the footprint and its tile.
+  pos = pos.to(torch::kFloat32).to(torch::kFloat64);
   ScanGeometry g;
   g.frame_h = frame_h;
   g.frame_w = frame_w;

@@ -1,5 +1,7 @@
 // CXI reader and writer: round trips and one test per validation error.
 // TESSERA_SHOW_MESSAGES=1 prints every error message checked (and a summary).
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -339,6 +341,30 @@ TEST_F(CxiTest, WriteAtomicallyRemovesTemporaryOnException) {
   std::string text;
   in >> text;
   EXPECT_EQ(text, "done");
+}
+
+TEST_F(CxiTest, WriteAtomicallyRemovesTemporaryOnSigterm) {
+  // A job killed (SIGTERM) in the middle of a checkpoint leaves no temporary file.
+  const std::string p = path("killed.bin");
+  const std::string tmp_record = path("tmp_name.txt");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    write_atomically(p, [&](const std::string& t) {
+      std::ofstream(tmp_record) << t;
+      std::ofstream(t) << "partial";
+      ::raise(SIGTERM);
+    });
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
+  std::string tmp;
+  std::ifstream(tmp_record) >> tmp;
+  ASSERT_FALSE(tmp.empty());
+  EXPECT_FALSE(fs::exists(tmp)) << tmp << " was left behind";
+  EXPECT_FALSE(fs::exists(p));
 }
 
 TEST_F(CxiTest, Hdf5WrappersRoundTripDtypes) {

@@ -414,5 +414,52 @@ INSTANTIATE_TEST_SUITE_P(KilledOrHung, RankFailure,
                                   std::to_string(p.param.victim);
                          });
 
+// Ranks that cannot start together (issue 14): each rank is launched with its
+// own arguments; every rank must exit 1 (no abort, no timeout) with the
+// failing rank's reason.
+class SetupDisagreement : public Distributed {
+ protected:
+  std::vector<Child> launch(const std::vector<std::vector<std::string>>& args_per_rank, const std::string& log) {
+    const std::string port = std::to_string(free_port());
+    const int world = static_cast<int>(args_per_rank.size());
+    std::vector<Child> ranks;
+    for (int r = 0; r < world; ++r)
+      ranks.push_back(spawn(args_per_rank[r],
+                            {{"RANK", std::to_string(r)}, {"LOCAL_RANK", std::to_string(r)},
+                             {"WORLD_SIZE", std::to_string(world)}, {"MASTER_ADDR", "127.0.0.1"},
+                             {"MASTER_PORT", port}, {"OMP_NUM_THREADS", "1"}},
+                            log + ".rank" + std::to_string(r) + ".log"));
+    std::vector<Child*> all;
+    for (auto& c : ranks) all.push_back(&c);
+    wait_all(all, Clock::now() + std::chrono::seconds(90));
+    return ranks;
+  }
+};
+
+TEST_F(SetupDisagreement, EveryRankReportsTheSettingThatDiffers) {
+  auto args0 = reconstruct_args(dir_ + "/disagree.h5", 2, "float", 0, 20);
+  auto args1 = args0;
+  args1.insert(args1.end(), {"--modes", "2"});
+  const auto ranks = launch({args0, args1}, dir_ + "/disagree");
+  for (const auto& c : ranks) {
+    const std::string log = read_file(c.log);
+    EXPECT_EQ(describe_status(c.status), "exit code 1") << log;
+    EXPECT_NE(log.find("probe_modes"), std::string::npos) << log;
+    EXPECT_EQ(log.find("EnforceNotMet"), std::string::npos) << log;
+  }
+}
+
+TEST_F(SetupDisagreement, EveryRankReportsOneRanksDataError) {
+  auto args0 = reconstruct_args(dir_ + "/missing.h5", 2, "float", 0, 20);
+  auto args1 = args0;
+  args1[2] = dir_ + "/no_such_file.cxi";
+  const auto ranks = launch({args0, args1}, dir_ + "/missing");
+  for (const auto& c : ranks) {
+    const std::string log = read_file(c.log);
+    EXPECT_EQ(describe_status(c.status), "exit code 1") << log;
+    EXPECT_NE(log.find("no_such_file.cxi"), std::string::npos) << log;
+  }
+}
+
 }  // namespace
 }  // namespace tessera

@@ -118,6 +118,38 @@ bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Ten
   return true;
 }
 
+std::string optimizer_state_mismatch(torch::optim::Optimizer& optimizer) {
+  using namespace torch::optim;
+  if (dynamic_cast<LBFGS*>(&optimizer)) return {};  // its state is rebuilt, never restored (reconstruction.cpp)
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& param : group.params()) {
+      auto it = optimizer.state().find(optimizer_state_key(optimizer, param));
+      if (it == optimizer.state().end()) continue;  // no step taken yet
+      std::vector<torch::Tensor> tensors;
+      auto* state = it->second.get();
+      if (auto* a = dynamic_cast<AdamParamState*>(state)) {
+        tensors = {a->exp_avg(), a->exp_avg_sq(), a->max_exp_avg_sq()};
+      } else if (auto* g = dynamic_cast<SGDParamState*>(state)) {
+        tensors = {g->momentum_buffer()};
+      } else if (auto* r = dynamic_cast<RMSpropParamState*>(state)) {
+        tensors = {r->square_avg(), r->momentum_buffer(), r->grad_avg()};
+      } else if (auto* d = dynamic_cast<AdagradParamState*>(state)) {
+        tensors = {d->sum()};
+      } else {
+        return "a per-parameter state of a kind this build does not know";
+      }
+      for (const auto& t : tensors) {
+        // Optional buffers (amsgrad, momentum 0) stay undefined or empty.
+        if (!t.defined() || (t.numel() == 0 && param.numel() != 0)) continue;
+        if (t.sizes() != param.sizes() || t.scalar_type() != param.scalar_type() || t.device() != param.device())
+          return detail::concat("a state array of shape ", t.sizes(), " and type ", t.scalar_type(),
+                                " for a parameter of shape ", param.sizes(), " and type ", param.scalar_type());
+      }
+    }
+  }
+  return {};
+}
+
 std::vector<std::string> optimizer_names() {
   std::vector<std::string> v;
   for (auto& [k, _] : registry()) v.push_back(k);

@@ -45,6 +45,13 @@ std::vector<std::string> optimizer_names();
 // (L-BFGS): do not transform their parameters.
 bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param, const torch::Tensor& u);
 
+// Whether every per-parameter state tensor of `optimizer` (moments, momentum,
+// sums) has its parameter's shape, dtype and device: a state restored from a
+// file written for other tiles, slices or precision fails this, and stepping
+// with it would read past the parameter's memory. An empty string when it
+// fits, else what does not fit.
+std::string optimizer_state_mismatch(torch::optim::Optimizer& optimizer);
+
 // torch::optim keeps an optimiser's per-parameter state under the parameter's
 // TensorImpl: its address printed as text up to LibTorch 1.13, the pointer
 // itself from 2.0. The key of `param` in optimizer.state(), for either.

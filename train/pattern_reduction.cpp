@@ -42,9 +42,10 @@ PatternReduction::PatternReduction(int64_t h, int64_t w, int64_t crop_h, int64_t
   cx_ = crop_w > 0 ? crop_w : w;
   TESSERA_REQUIRE(SettingsError, cy_ <= h && cx_ <= w, where, "cannot crop ", h, " x ", w, " patterns to ", cy_, " x ", cx_,
                   ": the crop must be at most the pattern size");
-  TESSERA_REQUIRE(SettingsError, cy_ / bin >= 8 && cx_ / bin >= 8, where, "cropping ", h, " x ", w, " patterns to ", cy_,
+  TESSERA_REQUIRE(DataError, frame_size_problem(h, w).empty(), where, frame_size_problem(h, w));
+  TESSERA_REQUIRE(SettingsError, frame_size_problem(cy_ / bin, cx_ / bin).empty(), where, "cropping ", h, " x ", w, " patterns to ", cy_,
                   " x ", cx_, " and binning by ", bin, " leaves ", cy_ / bin, " x ", cx_ / bin,
-                  " pixels; at least 8 x 8 are needed");
+                  " pixels; at least ", kMinFramePixels, " x ", kMinFramePixels, " are needed");
   zero_order_ = zero_order.value_or(std::make_pair(static_cast<double>(h / 2), static_cast<double>(w / 2)));
   zy_ = std::llround(zero_order_.first);
   zx_ = std::llround(zero_order_.second);

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <unistd.h>
 
 #include "models/object_constraints.h"
 #include "models/phase_ramp.h"
@@ -14,6 +15,7 @@
 #include "models/propagation.h"
 #include "models/zero_order.h"
 #include "src/comm/communicator.h"
+#include "src/comm/setup_agreement.h"
 #include "src/error.h"
 #include "src/ops/patches.h"
 
@@ -69,6 +71,22 @@ constexpr int kGatherTagBase = 1 << 28;
 Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings settings,
                                std::shared_ptr<comm::Communicator> comm)
     : problem_(std::move(problem)), settings_(std::move(settings)), comm_(std::move(comm)) {
+  // The set-up is local to each rank (settings, tiling, its frames); after it
+  // ranks meet in collectives, so a rank that failed must say so to all
+  // before they start (src/comm/setup_agreement.h).
+  comm::agree_on_setup(comm_.get(), [this] { set_up_local_tiles(); });
+  const auto& s = settings_;
+  initialise_probe_and_object();
+  derive_learning_rates();
+  make_optimizers();
+  exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
+  const bool guessed = s.use_file_probe && problem_.probe_guess;
+  if (!guessed && !s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
+      optimizer_->scaling != StepScaling::LineSearch)
+    search_probe_defocus();
+}
+
+void Reconstruction::set_up_local_tiles() {
   const auto& s = settings_;
   loss_ = &loss_by_name(s.loss);
   optimizer_ = &optimizer_by_name(s.optimizer);
@@ -101,6 +119,12 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
                     "position correction needs a mini-batch optimizer, not '", s.optimizer, "'");
   }
 
+  {
+    const auto& p = problem_.scan.positions_px;
+    TESSERA_REQUIRE(DataError, p.size(0) < 2 || (std::get<0>(p.max(0)) > std::get<0>(p.min(0))).any().item<bool>(),
+                    problem_.source, ": all ", p.size(0), " scan positions are identical; ptychography needs "
+                    "overlapping but different probe positions");
+  }
   // Tiling: an explicit grid, else the requested count (default: one per rank).
   // With position correction the halos are sized for any pattern a tile can
   // come to own, so that patterns change owner without new arrays or links.
@@ -140,6 +164,28 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
 
   positions_ = scan.positions_px.to(real_dtype_).to(device).clone();
   measured_positions_ = positions_.clone();
+  {
+    // Said in GiB before anything large is allocated: the allocator's own
+    // failure names neither the array nor the option that made it large.
+    const double real_bytes = real_dtype_ == torch::kFloat64 ? 8 : 4;
+    double object_px = 0, frames_px = 0;
+    for (int k : local_tiles_) {
+      const Tile& t = tiling_->tile(k);
+      object_px += static_cast<double>(t.extent.h) * static_cast<double>(t.extent.w);
+      frames_px += static_cast<double>(t.positions.size()) * static_cast<double>(h) * static_cast<double>(w);
+    }
+    // Object and probe: value, gradient and two optimiser moments, complex.
+    const double object_gib = 4 * 2 * real_bytes * static_cast<double>(s.slices) * object_px / (1u << 30);
+    const double probe_gib = 4 * 2 * real_bytes * static_cast<double>(s.probe_modes) * h * w / (1u << 30);
+    const double frames_gib = 4 * frames_px / (1u << 30);
+    const double total_gib = object_gib + probe_gib + frames_gib;
+    const double memory_gib = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGESIZE) / (1u << 30);
+    TESSERA_REQUIRE(SettingsError, !(memory_gib > 0) || total_gib < memory_gib, problem_.source,
+                    ": this rank's share of the reconstruction needs at least ", total_gib, " GiB (object of ",
+                    s.slices, " slice(s) over ", object_px, " pixels: ", object_gib, " GiB; ", s.probe_modes,
+                    " probe mode(s): ", probe_gib, " GiB; frames: ", frames_gib, " GiB) but this machine has ",
+                    memory_gib, " GiB; use fewer --slices or --modes, more ranks, or --crop/--bin");
+  }
   // Each tile reads only its own patterns.
   for (int k : local_tiles_) {
     auto wk = std::make_unique<TileWorker>();
@@ -152,8 +198,6 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   const int64_t N = scan.num_positions();
   batch_size_ = s.batch_size > 0 ? std::min(s.batch_size, N) : std::max<int64_t>(std::min<int64_t>(N, 32), (N + 7) / 8);
   if (optimizer_->scaling == StepScaling::LineSearch) batch_size_ = N;
-
-  initialise_probe_and_object();
   if (gauge_ == Gauge::object) {
     // Pairs (r, r + e) inside the scan's interior whose r this tile owns.
     const Rect in = scan.interior();
@@ -168,13 +212,6 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
       wk->ramp_weight_x = (owned.slice(1, 0, e.w - 1) * inside.slice(1, 1)).to(device);
     }
   }
-  derive_learning_rates();
-  make_optimizers();
-  exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
-  const bool guessed = s.use_file_probe && problem_.probe_guess;
-  if (!guessed && !s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
-      optimizer_->scaling != StepScaling::LineSearch)
-    search_probe_defocus();
 }
 
 void Reconstruction::make_optimizers() {
@@ -894,39 +931,76 @@ OptimizerStates Reconstruction::optimizer_states() const {
   return s;
 }
 
-void Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& probe, int iteration,
+bool Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& probe, int iteration,
                              const OptimizerStates& states, const torch::Tensor& positions) {
   torch::NoGradGuard no_grad;
   const auto& scan = problem_.scan;
   TESSERA_REQUIRE(DataError, object.dim() == 3 && object.size(1) == scan.object_h && object.size(2) == scan.object_w,
                   "the result to resume holds an object of shape ", object.sizes(), " but this data set needs (L, ",
                   scan.object_h, ", ", scan.object_w, ")");
-  TESSERA_REQUIRE(DataError, probe.sizes() == workers_.front()->model->probe().sizes(),
-                  "the result to resume holds a probe of shape ", probe.sizes(), " but the run uses ",
-                  workers_.front()->model->probe().sizes());
+  TESSERA_REQUIRE(SettingsError, object.size(0) == settings_.slices, "the result to resume holds ", object.size(0),
+                  " object slice(s) but this run has --slices ", settings_.slices, "; resume with --slices ",
+                  object.size(0));
+  const auto run_probe = workers_.front()->model->probe().sizes();
+  TESSERA_REQUIRE(SettingsError, probe.dim() != 3 || probe.size(0) == run_probe[0],
+                  "the result to resume holds ", probe.size(0), " probe mode(s) but this run has --modes ",
+                  run_probe[0], "; resume with --modes ", probe.size(0));
+  TESSERA_REQUIRE(DataError, probe.sizes() == run_probe, "the result to resume holds a probe of shape ",
+                  probe.sizes(), " but the run uses ", run_probe);
+  TESSERA_REQUIRE(DataError, iteration >= 0, "the result to resume has a negative iteration count ", iteration);
+  // Everything is checked before any state is taken over: the optimisers'
+  // steps read their state through raw pointers, sized by the parameter.
+  bool states_fit = true;
+  for (auto& wk : workers_) {
+    const std::string key = "tile_" + std::to_string(wk->tile.index);
+    auto o = states.find(key + "/object"), p = states.find(key + "/probe");
+    if (o == states.end() || p == states.end()) {
+      states_fit = false;
+      continue;
+    }
+    try {
+      if (!o->second.empty()) deserialise(*wk->object_optimizer, o->second);
+      if (!p->second.empty()) deserialise(*wk->probe_optimizer, p->second);
+      states_fit = states_fit && optimizer_state_mismatch(*wk->object_optimizer).empty() &&
+                   optimizer_state_mismatch(*wk->probe_optimizer).empty();
+    } catch (const std::exception&) {
+      states_fit = false;
+    }
+  }
+  // One answer for all ranks: a re-tiled resume starts every tile's optimiser afresh.
+  states_fit = reduce_max(states_fit ? 0.0 : 1.0) == 0.0;
+  if (!states_fit)
+    for (auto& wk : workers_) {
+      wk->object_optimizer = optimizer_->make({wk->model->object_real}, object_rate_);
+      wk->probe_optimizer = optimizer_->make({wk->model->probe_real}, probe_rate_);
+    }
+  if (position_optimizer_) {
+    TESSERA_REQUIRE(DataError, positions.defined() && positions.sizes() == positions_.sizes(),
+                    "the result to resume holds no refined positions for the ", positions_.size(0), " patterns");
+    TESSERA_REQUIRE(DataError, torch::isfinite(positions).all().item<bool>(),
+                    "the result to resume holds refined positions that are not finite numbers");
+    auto it = states.find("scan/positions");
+    TESSERA_REQUIRE(DataError, it != states.end(),
+                    "the result to resume has no position optimizer state: it was not run with position correction");
+    try {
+      deserialise(*position_optimizer_, it->second);
+    } catch (const std::exception& e) {
+      throw DataError(std::string("the result to resume has a damaged position optimizer state: ") + e.what());
+    }
+    TESSERA_REQUIRE(DataError, optimizer_state_mismatch(*position_optimizer_).empty(),
+                    "the result to resume has a position optimizer state that does not fit this run: ",
+                    optimizer_state_mismatch(*position_optimizer_));
+    positions_.copy_(positions.to(positions_.options().requires_grad(false)));
+  }
   for (auto& wk : workers_) {
     const Rect& e = wk->tile.extent;
     auto part = object.slice(1, e.y0, e.y1()).slice(2, e.x0, e.x1());
     wk->model->object_real.copy_(torch::view_as_real(part.to(wk->model->object().dtype()).contiguous()));
     wk->model->probe_real.copy_(torch::view_as_real(probe.to(wk->model->probe().dtype()).contiguous()));
-    const std::string key = "tile_" + std::to_string(wk->tile.index);
-    auto o = states.find(key + "/object"), p = states.find(key + "/probe");
-    TESSERA_REQUIRE(DataError, o != states.end() && p != states.end(), "the result to resume has no optimizer state for ",
-                    key, ": resume with the same tiling and optimizer as the original run");
-    if (!o->second.empty()) deserialise(*wk->object_optimizer, o->second);
-    if (!p->second.empty()) deserialise(*wk->probe_optimizer, p->second);
   }
-  if (position_optimizer_) {
-    TESSERA_REQUIRE(DataError, positions.defined() && positions.sizes() == positions_.sizes(),
-                    "the result to resume holds no refined positions for the ", positions_.size(0), " patterns");
-    auto it = states.find("scan/positions");
-    TESSERA_REQUIRE(DataError, it != states.end(),
-                    "the result to resume has no position optimizer state: it was not run with position correction");
-    positions_.copy_(positions.to(positions_.options().requires_grad(false)));
-    deserialise(*position_optimizer_, it->second);
-    reassign_moved_patterns();
-  }
+  if (position_optimizer_) reassign_moved_patterns();
   iteration_ = iteration;
+  return states_fit;
 }
 
 }  // namespace tessera

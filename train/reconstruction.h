@@ -54,7 +54,12 @@ class Reconstruction {
   // Resume support: the complete state of this process.
   OptimizerStates optimizer_states() const;
   // positions: the refined positions (N, 2), needed when positions are refined.
-  void restore(const torch::Tensor& object, const torch::Tensor& probe, int iteration,
+  // Every array is checked against this run before it is used (SettingsError
+  // naming the option that differs). Returns false when the tiles' optimiser
+  // states do not fit this run's tiles (another tiling, or none stored): the
+  // optimisers then start afresh, on every rank, while object, probe and
+  // iteration count continue.
+  bool restore(const torch::Tensor& object, const torch::Tensor& probe, int iteration,
                const OptimizerStates& states, const torch::Tensor& positions = {});
 
   // Window corners (N, 2) [y, x] in object pixels, float64: the measured ones,
@@ -85,6 +90,8 @@ class Reconstruction {
 
  private:
   struct TileWorker;
+  // Settings checks, tiling, this rank's tiles and frames: no communication.
+  void set_up_local_tiles();
   void initialise_probe_and_object();
   void derive_learning_rates();
   // Probe power summed over each local tile's windows, (1, H, W), complete on

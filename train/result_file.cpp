@@ -1,5 +1,6 @@
 #include "train/result_file.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "src/error.h"
@@ -8,12 +9,15 @@
 
 namespace tessera {
 
-void write_result(const std::string& path, const ReconstructionResult& r) {
+namespace {
+
+void write_result_file(const std::string& path, const ReconstructionResult& r) {
   write_atomically(path, [&](const std::string& tmp) {
     auto f = h5::File::create(tmp);
     f.write_attribute("program", std::string("tessera"));
     f.write_attribute("version", std::string(TESSERA_VERSION));
     f.write_attribute("data_file", r.data_file);
+    f.write_attribute("data_fingerprint", r.data_fingerprint);
     auto g = f.require_group("/reconstruction");
     g.create_dataset("object", r.object.to(torch::kComplexFloat).cpu());
     g.create_dataset("probe", r.probe.to(torch::kComplexFloat).cpu());
@@ -48,6 +52,29 @@ void write_result(const std::string& path, const ReconstructionResult& r) {
   });
 }
 
+}  // namespace
+
+void write_result(const std::string& path, const ReconstructionResult& r) {
+  try {
+    write_result_file(path, r);
+  } catch (const Error& e) {
+    // The temporary file is named in e; the user needs the result's name and
+    // to know that the previous checkpoint is intact.
+    throw Error(path + ": the result was not written (" + e.what() + "); an earlier " + path +
+                ", if any, is unchanged");
+  }
+}
+
+bool is_tessera_result(const std::string& path) {
+  try {
+    auto f = h5::File::open(path);
+    return f.has_attribute("program") && f.read_string_attribute("program") == "tessera" &&
+           f.exists("/reconstruction");
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 ReconstructionResult read_result(const std::string& path) {
   auto f = h5::File::open(path);
   TESSERA_REQUIRE(DataError, f.exists("/reconstruction/object"), path,
@@ -64,7 +91,15 @@ ReconstructionResult read_result(const std::string& path) {
   };
   r.loss = to_vec(g.dataset("loss").read(torch::kFloat64));
   r.seconds = to_vec(g.dataset("seconds").read(torch::kFloat64));
-  r.iteration = static_cast<int>(g.dataset("iteration").read_scalar());
+  // The loop runs from the stored count: a damaged one must not become a
+  // 2^31-iteration run or undefined behaviour in the conversion.
+  const double iteration = g.dataset("iteration").read_scalar();
+  TESSERA_REQUIRE(DataError,
+                  std::isfinite(iteration) && iteration >= 0 && iteration == std::floor(iteration) &&
+                      iteration <= static_cast<double>(r.loss.size()),
+                  path, ": /reconstruction/iteration is ", iteration, " but the file holds the loss of ",
+                  r.loss.size(), " iterations; the file is damaged");
+  r.iteration = static_cast<int>(iteration);
   r.settings = g.dataset("settings").read_string();
   if (f.has_attribute("data_file")) r.data_file = f.read_string_attribute("data_file");
   if (g.exists("frc")) {
@@ -91,6 +126,7 @@ ReconstructionResult read_result(const std::string& path) {
     if (fg.has_attribute("halves")) r.frc_halves = fg.read_string_attribute("halves");
     r.frc = c;
   }
+  if (f.has_attribute("data_fingerprint")) r.data_fingerprint = f.read_string_attribute("data_fingerprint");
   if (g.exists("optimizer_state")) {
     auto s = g.group("optimizer_state");
     for (const auto& tile : s.children()) {

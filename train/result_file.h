@@ -15,7 +15,7 @@
 //                                  sampling_limited, region [y0, x0, h, w], alignment [shift_y, shift_x,
 //                                  phase_offset, ramp_y, ramp_x]; attribute "halves": how the scan was split)
 //   /entry_1/image_1/data          soft link to the object (CXI readers find the image)
-//   root attributes: program = "tessera", version, data_file
+//   root attributes: program = "tessera", version, data_file, data_fingerprint
 // Written atomically (temporary file + rename): an interrupted write never
 // replaces a good result.
 #include <optional>
@@ -34,6 +34,7 @@ struct ReconstructionResult {
   std::vector<double> loss, seconds;
   int iteration = 0;
   std::string settings, data_file;
+  std::string data_fingerprint;  // train/resume_check.h; empty in files written before it existed
   OptimizerStates optimizer_states;
   std::optional<FrcCurve> frc;  // half-scan FRC (tessera reconstruct --frc)
   std::string frc_halves;       // how the scan was split for it
@@ -41,5 +42,8 @@ struct ReconstructionResult {
 
 void write_result(const std::string& path, const ReconstructionResult& result);
 ReconstructionResult read_result(const std::string& path);
+// True when path is an HDF5 file that tessera wrote as a result (root attribute
+// program = "tessera"); false for anything else, unreadable files included.
+bool is_tessera_result(const std::string& path);
 
 }  // namespace tessera

@@ -9,11 +9,14 @@
 #include <iostream>
 
 #include "src/comm/communicator.h"
+#include "src/comm/setup_agreement.h"
 #include "src/error.h"
 #include "src/image_quality.h"
 #include "src/io/atomic_file.h"
 #include "src/io/png.h"
+#include "train/output_location.h"
 #include "train/result_file.h"
+#include "train/resume_check.h"
 
 namespace tessera {
 
@@ -58,10 +61,40 @@ std::optional<Alignment> score_against_truth(const ScanProblem& problem, const t
 
 namespace {
 
+// Everything a run writes besides the result file (see Writer::write).
+std::vector<std::string> files_beside(const RunOptions& options) {
+  std::vector<std::string> files{sibling_path(options.output, "_metrics.csv")};
+  if (options.previews)
+    for (const char* suffix : {"_object_phase.png", "_object_amplitude.png", "_probe_amplitude.png"})
+      files.push_back(sibling_path(options.output, suffix));
+  return files;
+}
+
+// Where each tile lies, one line: a resume with other tiles cannot reuse
+// the tiles' optimiser states (train/resume_check.h).
+std::string describe_tiles(const Tiling& tiling) {
+  std::string s;
+  for (int k = 0; k < tiling.num_tiles(); ++k) s += (k ? " " : "") + tiling.tile(k).extent.str();
+  return s;
+}
+
+// What every rank must agree on: the settings (less the per-rank thread
+// count and device) and the data set's shape as loaded.
+std::string settings_digest(const ReconstructionSettings& settings, const ScanProblem& problem) {
+  ReconstructionSettings common = settings;
+  common.threads = 0;
+  common.device = settings.device.rfind("cuda", 0) == 0 ? "cuda" : settings.device;  // cuda:N differs per rank
+  const auto& s = problem.scan;
+  return common.describe() + "patterns = " + std::to_string(s.num_positions()) + "\nframe = " +
+         std::to_string(s.frame_h) + " x " + std::to_string(s.frame_w) + "\nobject = " + std::to_string(s.object_h) +
+         " x " + std::to_string(s.object_w) + "\n";
+}
+
 struct Writer {
   const ScanProblem& problem;
   const ReconstructionSettings& settings;
   const RunOptions& options;
+  std::string fingerprint;
   std::vector<double> loss, seconds;
   std::vector<std::string> files;
 
@@ -80,7 +113,8 @@ struct Writer {
     r.iteration = rec.iteration();
     r.settings = settings.describe() + "object_rate_used = " + std::to_string(rec.object_rate()) +
                  "\nprobe_rate_used = " + std::to_string(rec.probe_rate()) +
-                 "\nbatch_size_used = " + std::to_string(rec.batch_size()) + "\n";
+                 "\nbatch_size_used = " + std::to_string(rec.batch_size()) +
+                 "\ntiles_used = " + describe_tiles(rec.tiling()) + "\n";
     for (const auto& [prior, ps] : options.priors)
       r.settings += "prior = " + prior->name() +
                     (prior->is_regulariser() ? ", weight " + std::to_string(ps.weight) : std::string()) +
@@ -88,6 +122,7 @@ struct Writer {
                                           : std::string()) +
                     "\n";
     r.data_file = problem.source;
+    r.data_fingerprint = fingerprint;
     r.optimizer_states = states;
     write_result(options.output, r);
     files = {options.output};
@@ -197,17 +232,41 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
   if (comm && comm->device().is_cuda() && torch::Device(settings.device).is_cuda() &&
       !torch::Device(settings.device).has_index())
     rank_settings.device = comm->device().str();
+  // Ranks started differently (options, data) stop here, each naming the difference.
+  comm::require_same_settings(comm.get(), settings_digest(settings, problem));
+  std::string fingerprint;
+  std::optional<ReconstructionResult> prev;
+  comm::agree_on_setup(comm.get(), [&] {
+    // Before any work: a run must neither destroy its input nor be lost at its last step.
+    if (!comm || comm->rank() == 0)
+      check_output_location(options.output, files_beside(options), {problem.source}, options.overwrite);
+    fingerprint = data_fingerprint(problem);
+    if (!options.resume.empty()) {
+      // Checked before the engine is built (and the defocus search spent).
+      prev = read_result(options.resume);
+      check_resumable(*prev, options.resume, settings, fingerprint);
+    }
+  });
   Reconstruction rec(problem, rank_settings, comm);
   for (const auto& [prior, ps] : options.priors) rec.add_prior(prior, ps);
   const bool root = rec.rank() == 0;
-  Writer writer{rec.problem(), rec.settings(), options, {}, {}, {}};
-  if (!options.resume.empty()) {
-    auto prev = read_result(options.resume);
-    rec.restore(prev.object, prev.probe, prev.iteration, prev.optimizer_states, prev.positions_px);
-    writer.loss = prev.loss;
-    writer.seconds = prev.seconds;
+  Writer writer{rec.problem(), rec.settings(), options, fingerprint, {}, {}, {}};
+  if (prev) {
+    OptimizerStates states = prev->optimizer_states;
+    const std::string tiles_before = setting_value(prev->settings, "tiles_used");
+    if (!tiles_before.empty() && tiles_before != describe_tiles(rec.tiling()))
+      for (auto it = states.begin(); it != states.end();)
+        it = it->first.rfind("tile_", 0) == 0 ? states.erase(it) : std::next(it);
+    const bool states_kept = rec.restore(prev->object, prev->probe, prev->iteration, states, prev->positions_px);
+    writer.loss = prev->loss;
+    writer.seconds = prev->seconds;
+    if (root && !states_kept)
+      std::cerr << "warning: " << options.resume
+                << ": the optimiser state stored there does not fit this run's tiles (another tiling, or none "
+                   "stored); the optimisers start afresh, the object, probe and iteration count continue"
+                << std::endl;
     if (root && !settings.quiet)
-      std::cout << "resuming " << options.resume << " after iteration " << prev.iteration << std::endl;
+      std::cout << "resuming " << options.resume << " after iteration " << prev->iteration << std::endl;
   }
   if (root && !settings.quiet) {
     std::cout << "tessera " << TESSERA_VERSION << ": " << problem.source << ", " << problem.scan.num_positions()

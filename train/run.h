@@ -17,6 +17,8 @@ struct RunOptions {
   std::string output = "result.h5";  // result file; previews and CSV are written beside it
   std::string resume;                // a result file to continue from
   bool previews = true;
+  // Replace an existing --output that is not a tessera result (train/output_location.h).
+  bool overwrite = false;
   // Regularisers and denoisers added to the reconstruction (models/priors/),
   // in this order; recorded in the result file's settings text.
   std::vector<std::pair<std::shared_ptr<Prior>, PriorSettings>> priors;

@@ -1,6 +1,7 @@
 #include "src/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -30,6 +31,67 @@ bool sync_path(const std::string& path, bool directory) {
   return ok;
 }
 
+// Temporary files being written, removed by a SIGTERM or SIGINT handler (a
+// job killed by its batch system or Ctrl-C during a checkpoint would leave
+// them behind). Fixed slots, so that the handler only reads plain memory and
+// calls unlink (async-signal-safe).
+constexpr int kSlots = 16;
+constexpr size_t kPathBytes = 4096;
+char pending_paths[kSlots][kPathBytes];
+std::atomic<bool> pending_used[kSlots];
+struct sigaction previous_term, previous_int;
+
+void remove_pending_and_reraise(int sig) {
+  for (int i = 0; i < kSlots; ++i)
+    if (pending_used[i].load()) ::unlink(pending_paths[i]);
+  // Then whatever would have happened without us (default: terminate).
+  ::sigaction(sig, sig == SIGTERM ? &previous_term : &previous_int, nullptr);
+  ::raise(sig);
+}
+
+void install_handler_once() {
+  static const bool installed = [] {
+    struct sigaction sa {};
+    sa.sa_handler = remove_pending_and_reraise;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    // Only where nobody else handles the signal (an embedding program may).
+    struct sigaction now {};
+    if (::sigaction(SIGTERM, nullptr, &now) == 0 && now.sa_handler == SIG_DFL) ::sigaction(SIGTERM, &sa, &previous_term);
+    if (::sigaction(SIGINT, nullptr, &now) == 0 && now.sa_handler == SIG_DFL) ::sigaction(SIGINT, &sa, &previous_int);
+    return true;
+  }();
+  (void)installed;
+}
+
+// Registers path for removal on a signal while it lives.
+class PendingTemporary {
+ public:
+  explicit PendingTemporary(const std::string& path) {
+    if (path.size() >= kPathBytes) return;
+    install_handler_once();
+    for (int i = 0; i < kSlots; ++i) {
+      bool expected = false;
+      if (pending_used[i].load() || !claimed_[i].compare_exchange_strong(expected, true)) continue;
+      std::memcpy(pending_paths[i], path.c_str(), path.size() + 1);
+      pending_used[i].store(true);
+      slot_ = i;
+      return;
+    }
+  }
+  ~PendingTemporary() {
+    if (slot_ < 0) return;
+    pending_used[slot_].store(false);
+    claimed_[slot_].store(false);
+  }
+  PendingTemporary(const PendingTemporary&) = delete;
+  PendingTemporary& operator=(const PendingTemporary&) = delete;
+
+ private:
+  static inline std::atomic<bool> claimed_[kSlots];
+  int slot_ = -1;
+};
+
 }  // namespace
 
 std::string temporary_path_for(const std::string& path) {
@@ -49,6 +111,7 @@ void write_atomically(const std::string& path, const std::function<void(const st
   if (!fs::is_directory(dir, ec)) throw Error(path + ": cannot write: directory " + dir + " does not exist");
 
   const std::string tmp = temporary_path_for(path);
+  const PendingTemporary removed_on_signal(tmp);
   try {
     writer(tmp);
     if (!fs::exists(tmp, ec)) throw Error(path + ": cannot write: the writer did not create " + tmp);

@@ -12,6 +12,13 @@ namespace tessera::h5 {
 // ---------------------------------------------------------------- errors ---
 
 void silence_error_printing() {
+  // No library shutdown at exit: after a failed write (a full disk) a file's
+  // metadata cache stays dirty, and HDF5's atexit handler, flushing it again,
+  // crashed (SIGSEGV after the error message). Every file tessera opens is
+  // closed by its handle; the kernel closes whatever is left. Effective only
+  // before the library's first use, which this function precedes.
+  static const bool no_atexit = H5dont_atexit() >= 0;
+  (void)no_atexit;
   thread_local bool silenced = false;
   if (!silenced) {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -639,6 +646,9 @@ File File::open(const std::string& path, Mode mode) {
   if (ec) throw DataError(path + ": cannot be accessed: " + ec.message());
   if (!found) throw DataError(path + ": file not found");
   if (fs::is_directory(path, ec)) throw DataError(path + ": is a directory, not an HDF5 (CXI) file");
+  // Opening a FIFO or a device blocks (or reads forever): only files are data.
+  if (!fs::is_regular_file(path, ec))
+    throw DataError(path + ": is not a regular file (a pipe, socket or device); an HDF5 (CXI) file is needed");
   htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   if (is_hdf5 == 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -692,6 +702,9 @@ std::vector<int64_t> Dataset::shape() const {
   silence_error_printing();
   Handle space(H5Dget_space(id()));
   if (!space.valid()) fail("cannot read its shape");
+  // A null dataspace holds no value, yet reports rank 0 like a scalar: seen
+  // as a scalar, reading it would return uninitialised memory.
+  if (H5Sget_simple_extent_type(space.get()) == H5S_NULL) return {0};
   int rank = H5Sget_simple_extent_ndims(space.get());
   if (rank < 0) fail("cannot read its shape");
   std::vector<hsize_t> dims(static_cast<size_t>(rank));

@@ -6,6 +6,7 @@
 #include "data/stem4d_file.h"
 #include "data/stem4d_shadow_shift.h"
 #include "src/error.h"
+#include "train/cli/arguments.h"
 #include "train/cli/commands.h"
 #include "train/scan_problem.h"
 
@@ -33,30 +34,31 @@ int info(int argc, char** argv) {
   o.parse_positional({"file"});
   o.positional_help("FILE");
   auto r = o.parse(argc, argv);
+  require_no_extra_arguments(r, "info");
   if (r.count("help")) {
     std::cout << o.help() << std::endl;
     return 0;
   }
   if (!r.count("file")) throw cxxopts::exceptions::missing_argument("file");
   const auto path = r["file"].as<std::string>();
-  std::string summary;
   std::vector<std::string> problems;
+  // The summary (header only) is printed before the frames are scanned.
+  auto describe = [&](const auto& file) {
+    std::cout << file.summary() << std::endl;
+    problems = file.problems();
+  };
   try {
     if (detect_data_format(path) == DataFormat::stem4d) {
       Stem4dFile file(path);
-      summary = file.summary();
-      problems = file.problems();
-      summary += shadow_check(file);
+      describe(file);
+      std::cout << shadow_check(file);
     } else {
-      CxiFile file(path);
-      summary = file.summary();
-      problems = file.problems();
+      describe(CxiFile(path));
     }
   } catch (const DataError& e) {
     std::cout << path << ": cannot be used\n  problem: " << e.what() << std::endl;
     return 1;
   }
-  std::cout << summary << std::endl;
   if (problems.empty()) {
     // Where the direct beam meets the detector, as reconstruct will use it.
     const auto p = ScanProblem::from_file(path);

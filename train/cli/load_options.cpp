@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "src/electron_optics.h"
 #include "src/error.h"
 
 namespace tessera::cli {
@@ -63,17 +64,18 @@ LoadOptions parse_load_options(const cxxopts::ParseResult& r) {
   }
   o.bin = r["bin"].as<int64_t>();
   TESSERA_REQUIRE(SettingsError, o.bin >= 1, "--bin must be >= 1, got ", o.bin);
-  auto finite = [&](const char* name, std::optional<double>& into, bool positive) {
+  // The same ranges as the 4D-STEM reader's (src/electron_optics.h).
+  auto optics = [&](const char* name, std::optional<double>& into, std::string (*problem)(double)) {
     if (!r.count(name)) return;
     const double v = r[name].as<double>();
-    TESSERA_REQUIRE(SettingsError, std::isfinite(v) && (!positive || v > 0), "--", name, " must be a ",
-                    positive ? "positive" : "finite", " number, got ", v);
+    const std::string why = problem(v);
+    TESSERA_REQUIRE(SettingsError, why.empty(), "--", name, ": ", why);
     into = v;
   };
-  finite("convergence-mrad", o.convergence_mrad, true);
-  finite("defocus-angstrom", o.defocus_angstrom, false);
-  finite("c3-mm", o.c3_mm, false);
-  finite("energy-kev", o.energy_kev, true);
+  optics("convergence-mrad", o.convergence_mrad, electron::convergence_problem);
+  optics("defocus-angstrom", o.defocus_angstrom, electron::defocus_problem);
+  optics("c3-mm", o.c3_mm, electron::c3_problem);
+  optics("energy-kev", o.energy_kev, electron::beam_energy_problem);
   if (r.count("zero-order")) o.zero_order = parse_yx(r["zero-order"].as<std::string>(), "zero-order", "64.0,66.75");
   return o;
 }

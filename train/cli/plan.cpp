@@ -5,6 +5,7 @@
 
 #include "src/error.h"
 #include "src/memory_model.h"
+#include "train/cli/arguments.h"
 #include "train/cli/commands.h"
 #include "train/cli/load_options.h"
 #include "train/scan_problem.h"
@@ -48,6 +49,7 @@ int plan(int argc, char** argv) {
   o.parse_positional({"data"});
   o.positional_help("[DATA]");
   auto r = o.parse(argc, argv);
+  require_no_extra_arguments(r, "plan");
   if (r.count("help")) {
     std::cout << o.help() << std::endl;
     return 0;

@@ -1,13 +1,17 @@
 #include <cxxopts.hpp>
+#include <cmath>
 #include <iostream>
+#include <tuple>
 
 #include "models/priors/native.h"
 #include "models/priors/torchscript.h"
 #include "src/comm/communicator.h"
 #include "src/comm/default_device.h"
 #include "src/comm/distributed_env.h"
+#include "src/comm/setup_agreement.h"
 #include "src/error.h"
 #include "src/threads.h"
+#include "train/cli/arguments.h"
 #include "train/cli/commands.h"
 #include "train/cli/load_options.h"
 #include "train/half_scan.h"
@@ -69,6 +73,7 @@ int reconstruct(int argc, char** argv) {
       ("precision", "float or double", cxxopts::value<std::string>()->default_value("float"))
       ("checkpoint-every", "write the result every N iterations (0: only at the end)", cxxopts::value<int>()->default_value("10"))
       ("resume", "continue from this result file", cxxopts::value<std::string>())
+      ("overwrite", "replace an existing --output file even if it is not a tessera result")
       ("timeout", "seconds to wait for a peer rank before failing", cxxopts::value<double>()->default_value("60"))
       ("prior", "built-in regulariser, repeatable: tv (total variation of phase and amplitude), tv-phase, "
                 "tv-amplitude or smooth (quadratic gradient); needs --prior-weight",
@@ -102,6 +107,28 @@ int reconstruct(int argc, char** argv) {
     return 0;
   }
   if (!r.count("data")) throw cxxopts::exceptions::missing_argument("data");
+  require_no_extra_arguments(r, "reconstruct");
+  // 0 is each one's "automatic" default; given explicitly, only positive values make sense.
+  require_positive_if_given<int>(r, "tiles");
+  require_positive_if_given<int64_t>(r, "batch-size");
+  require_positive_if_given<int>(r, "threads");
+  require_positive_if_given<double>(r, "object-rate");
+  require_positive_if_given<double>(r, "probe-rate");
+  require_positive_if_given<double>(r, "rate-scale");
+  require_positive_if_given<double>(r, "timeout");
+  require_positive_if_given<int64_t>(r, "chunk-size");
+  TESSERA_REQUIRE(SettingsError, r["iterations"].as<int>() >= 0, "--iterations must be >= 0, got ",
+                  r["iterations"].as<int>());
+  TESSERA_REQUIRE(SettingsError, r["checkpoint-every"].as<int>() >= 0,
+                  "--checkpoint-every must be >= 0 (0: only at the end), got ", r["checkpoint-every"].as<int>());
+  TESSERA_REQUIRE(SettingsError, r["probe-from"].as<int>() >= -1, "--probe-from must be >= -1 (-1: never), got ",
+                  r["probe-from"].as<int>());
+  TESSERA_REQUIRE(SettingsError, r["positions-from"].as<int>() >= -1,
+                  "--positions-from must be >= -1 (-1: never), got ", r["positions-from"].as<int>());
+  for (const char* name : {"object-rate", "probe-rate", "rate-scale", "slice-thickness", "position-rate",
+                           "position-limit", "prior-weight", "timeout"})
+    TESSERA_REQUIRE(SettingsError, std::isfinite(r[name].as<double>()), "--", name, " must be a finite number, got ",
+                    r[name].as<double>());
   s.iterations = r["iterations"].as<int>();
   s.optimizer = r["optimizer"].as<std::string>();
   s.loss = r["loss"].as<std::string>();
@@ -113,13 +140,7 @@ int reconstruct(int argc, char** argv) {
   s.chunk_size = r["chunk-size"].as<int64_t>();
   s.seed = r["seed"].as<uint64_t>();
   s.tiles = r["tiles"].as<int>();
-  if (r.count("tile-grid")) {
-    const auto g = r["tile-grid"].as<std::string>();
-    const auto x = g.find('x');
-    TESSERA_REQUIRE(SettingsError, x != std::string::npos, "--tile-grid must look like 2x3, got '", g, "'");
-    s.tiles_y = std::stoi(g.substr(0, x));
-    s.tiles_x = std::stoi(g.substr(x + 1));
-  }
+  if (r.count("tile-grid")) std::tie(s.tiles_y, s.tiles_x) = parse_grid(r["tile-grid"].as<std::string>(), "tile-grid");
   s.probe_modes = r["modes"].as<int64_t>();
   s.use_file_probe = !r.count("no-file-probe");
   s.phase_ramp_gauge = r.count("no-probe-centring") ? "off" : r["phase-ramp-gauge"].as<std::string>();
@@ -141,6 +162,7 @@ int reconstruct(int argc, char** argv) {
   run.output = r["output"].as<std::string>();
   if (r.count("resume")) run.resume = r["resume"].as<std::string>();
   run.previews = !r.count("no-previews");
+  run.overwrite = r.count("overwrite") > 0;
   {
     // Priors (models/priors/): files are loaded and checked here, before any data is read.
     const double weight = r["prior-weight"].as<double>();
@@ -174,7 +196,10 @@ int reconstruct(int argc, char** argv) {
     comm = comm::Communicator::create(env, torch::Device(s.device), timeout);
   }
   const int rank = comm ? comm->rank() : 0;
-  auto problem = ScanProblem::from_file(r["data"].as<std::string>(), parse_load_options(r));
+  // A rank that cannot read the data tells the others before they wait for it.
+  ScanProblem problem;
+  comm::agree_on_setup(comm.get(),
+                       [&] { problem = ScanProblem::from_file(r["data"].as<std::string>(), parse_load_options(r)); });
   std::optional<HalfScanRun> halves;
   if (r.count("frc")) halves = run_with_half_scan_frc(problem, s, run, comm);
   auto summary = halves ? halves->full : run_reconstruction(std::move(problem), s, run, comm);

@@ -7,6 +7,7 @@
 #include "data/stem4d_writer.h"
 #include "src/error.h"
 #include "src/threads.h"
+#include "train/cli/arguments.h"
 #include "train/cli/commands.h"
 #include "train/cli/load_options.h"
 
@@ -58,6 +59,7 @@ int simulate(int argc, char** argv) {
        cxxopts::value<double>()->default_value("0"))
       ("measured-positions", "store the positions (with --jitter) as positions_angstrom instead of a scan step");
   auto r = o.parse(argc, argv);
+  require_no_extra_arguments(r, "simulate");
   if (r.count("help")) {
     std::cout << o.help() << std::endl;
     return 0;
