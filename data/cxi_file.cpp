@@ -672,11 +672,13 @@ std::string CxiFile::summary() const {
       << h5::shape_string(s.file.dataset(keys::kTruthProbe).shape()) << ", positions "
       << h5::shape_string(s.file.dataset(keys::kTruthPositions).shape()) << "\n";
   }
-  // Photons per frame: all frames when cheap, else the first 64.
+  // Photons per frame: all frames when cheap, else the first 64 (at most
+  // 256 MiB of them: the summary comes before any long scan).
   {
     const int64_t bytes_per_frame = g.frame_h * g.frame_w * 4;
     const bool all = s.n * bytes_per_frame <= (int64_t{256} << 20);
-    const int64_t count = all ? s.n : std::min<int64_t>(s.n, 64);
+    const int64_t count =
+        all ? s.n : std::min<int64_t>({s.n, 64, std::max<int64_t>(1, (int64_t{256} << 20) / bytes_per_frame)});
     const int64_t step = block_frames(g.frame_h, g.frame_w);
     std::vector<torch::Tensor> sums;
     try {

@@ -60,7 +60,7 @@ inline std::vector<int64_t> blocks_to_scan(int64_t n, int64_t step, int64_t byte
 
 // The note info adds when it scanned only a sample.
 inline std::string sampled_note(const std::string& key, int64_t scanned, int64_t n) {
-  return key + ": the statistics below come from " + std::to_string(scanned) + " of the " + std::to_string(n) +
+  return key + ": the frame checks above come from " + std::to_string(scanned) + " of the " + std::to_string(n) +
          " frames (a sample spread over the file; reconstruct checks every frame it reads)";
 }
 

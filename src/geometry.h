@@ -30,7 +30,7 @@ struct Rect {
 struct ScanGeometry {
   int64_t frame_h = 0, frame_w = 0;    // probe window (= frame) size
   int64_t object_h = 0, object_w = 0;  // whole object array
-  torch::Tensor positions_px;          // (N, 2) float64, [y, x] of each window's top-left corner
+  torch::Tensor positions_px;          // (N, 2) float64 holding float32 values, [y, x] of each window's top-left corner
 
   int64_t num_positions() const { return positions_px.size(0); }
 
