@@ -14,6 +14,7 @@
 
 #include <torch/torch.h>
 
+#include "tests/tool_run.h"
 #include "data/cxi_writer.h"
 #include "src/io/hdf5.h"
 
@@ -21,20 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Output {
-  int code;
-  std::string text;
-};
-
-Output run(const std::string& args) {
-  const std::string cmd = std::string(TESSERA_BINARY_DIR) + "/train/tessera " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string text;
-  std::array<char, 4096> buf{};
-  while (p && fgets(buf.data(), buf.size(), p)) text += buf.data();
-  const int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
-}
 
 fs::path temp_dir() {
   auto d = fs::temp_directory_path() / ("tessera_test_cli_" + std::to_string(::getpid()));

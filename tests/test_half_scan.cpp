@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "tests/tool_run.h"
 #include "data/simulate.h"
 #include "src/error.h"
 #include "train/half_scan.h"
@@ -48,20 +49,6 @@ void expect_checkerboard(const std::map<std::pair<int, int>, int>& m, int rows, 
     }
 }
 
-struct Output {
-  int code;
-  std::string text;
-};
-
-Output run(const std::string& args) {
-  const std::string cmd = std::string(TESSERA_BINARY_DIR) + "/train/tessera " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string text;
-  std::array<char, 4096> buf{};
-  while (p && fgets(buf.data(), buf.size(), p)) text += buf.data();
-  const int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
-}
 
 }  // namespace
 
