@@ -564,13 +564,11 @@ TEST(Torchrun, DeadPeerFailsTheJob) {
   EXPECT_NE(r.output.find("rank 1: dying now"), std::string::npos) << r.output;
 }
 
-// Three workers launched directly (no torchrun, which would kill the
-// survivors itself): the survivors must notice the victim on their own.
-void expect_survivors_detect(const std::string& scenario, milliseconds timeout) {
+// Three workers of `scenario` launched directly, RANK etc. set by hand;
+// each writes dir/rankN.log.
+std::vector<Child> spawn_three_workers(const std::string& scenario, milliseconds timeout, const std::string& dir) {
   const int port = free_port();
-  const std::string dir = temp_dir();
   std::vector<Child> children(3);
-  const auto start = Clock::now();
   for (int rank = 0; rank < 3; ++rank) {
     auto env = worker_env(scenario, timeout);
     env["RANK"] = std::to_string(rank);
@@ -580,6 +578,15 @@ void expect_survivors_detect(const std::string& scenario, milliseconds timeout) 
     env["MASTER_PORT"] = std::to_string(port);
     children[rank] = spawn({self_exe(), kWorkerFilter}, env, dir + "/rank" + std::to_string(rank) + ".log");
   }
+  return children;
+}
+
+// Three workers launched directly (no torchrun, which would kill the
+// survivors itself): the survivors must notice the victim on their own.
+void expect_survivors_detect(const std::string& scenario, milliseconds timeout) {
+  const std::string dir = temp_dir();
+  const auto start = Clock::now();
+  std::vector<Child> children = spawn_three_workers(scenario, timeout, dir);
   // Survivors first; the victim of "hang" stays stopped until we kill it.
   wait_all({&children[0], &children[2]}, start + milliseconds(30000) + timeout);
   wait_all({&children[1]}, Clock::now() + milliseconds(scenario == "hang" ? 0 : 5000));
@@ -637,19 +644,9 @@ TEST(DirectLaunch, HungPeerTimesOut) {
 // then cannot report any more (rank 0 hosted the store).
 TEST(DirectLaunch, FailedRankHangsUpOnItsPeers) {
   const milliseconds timeout(20000);
-  const int port = free_port();
   const std::string dir = temp_dir();
-  std::vector<Child> children(3);
   const auto start = Clock::now();
-  for (int rank = 0; rank < 3; ++rank) {
-    auto env = worker_env("relay", timeout);
-    env["RANK"] = std::to_string(rank);
-    env["LOCAL_RANK"] = std::to_string(rank);
-    env["WORLD_SIZE"] = "3";
-    env["MASTER_ADDR"] = "127.0.0.1";
-    env["MASTER_PORT"] = std::to_string(port);
-    children[rank] = spawn({self_exe(), kWorkerFilter}, env, dir + "/rank" + std::to_string(rank) + ".log");
-  }
+  std::vector<Child> children = spawn_three_workers("relay", timeout, dir);
   wait_all({&children[0], &children[1], &children[2]}, start + milliseconds(30000) + timeout);
   std::vector<std::string> logs;
   for (const Child& c : children) logs.push_back(read_file(c.log));
