@@ -44,8 +44,12 @@ void expect_checkerboard(const std::map<std::pair<int, int>, int>& m, int rows, 
   ASSERT_EQ(m.size(), static_cast<size_t>(rows * cols));
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) {
-      if (c + 1 < cols) EXPECT_NE(m.at({r, c}), m.at({r, c + 1})) << r << ", " << c;
-      if (r + 1 < rows) EXPECT_NE(m.at({r, c}), m.at({r + 1, c})) << r << ", " << c;
+      if (c + 1 < cols) {
+        EXPECT_NE(m.at({r, c}), m.at({r, c + 1})) << r << ", " << c;
+      }
+      if (r + 1 < rows) {
+        EXPECT_NE(m.at({r, c}), m.at({r + 1, c})) << r << ", " << c;
+      }
     }
 }
 
