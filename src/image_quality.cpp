@@ -21,27 +21,47 @@ torch::Tensor unit_phase(const torch::Tensor& a) {
 Alignment phase_correlation(const torch::Tensor& truth, const torch::Tensor& recon, const Rect& region,
                             int64_t max_shift) {
   TESSERA_REQUIRE(Error, truth.dim() == 2 && recon.dim() == 2, "phase correlation compares 2-D images");
+  TESSERA_REQUIRE(Error, max_shift >= 0, "the shift search needs max_shift >= 0, got ", max_shift);
   const Rect bounds_t{0, 0, truth.size(0), truth.size(1)};
   const Rect bounds_r{0, 0, recon.size(0), recon.size(1)};
   TESSERA_REQUIRE(Error, bounds_t.contains(region), "score region ", region.str(), " outside the truth");
   auto t = unit_phase(crop(truth, region));
-  Alignment best;
-  best.correlation = -1;
-  for (int64_t dy = -max_shift; dy <= max_shift; ++dy)
-    for (int64_t dx = -max_shift; dx <= max_shift; ++dx) {
-      const Rect shifted{region.y0 + dy, region.x0 + dx, region.h, region.w};
-      if (!bounds_r.contains(shifted)) continue;
-      auto s = (torch::conj(t) * unit_phase(crop(recon, shifted))).mean();
-      const double c = torch::abs(s).item<double>();
-      if (c > best.correlation)
-        best = {c, dy, dx, torch::angle(s).item<double>()};
+  // Every shift at once as one FFT cross-correlation: at paper scale the
+  // search spans +-32 px (4225 shifts over 0.4 M pixels), which took 25 s
+  // shift by shift. The reconstruction's window reaches max_shift past the
+  // region on each side (zeros outside the image; such shifts are excluded),
+  // and the FFT is that window's size, so no shift wraps around.
+  const int64_t m = max_shift, ph = region.h + 2 * m, pw = region.w + 2 * m;
+  const Rect window{region.y0 - m, region.x0 - m, ph, pw};
+  auto u = torch::zeros({ph, pw}, torch::kComplexDouble);
+  const Rect inside = window.intersect(bounds_r);
+  if (!inside.empty())
+    crop(u, Rect{inside.y0 - window.y0, inside.x0 - window.x0, inside.h, inside.w})
+        .copy_(unit_phase(crop(recon, inside)));
+  auto tp = torch::zeros({ph, pw}, torch::kComplexDouble);
+  tp.slice(0, 0, region.h).slice(1, 0, region.w).copy_(t);
+  auto magnitude = torch::abs(torch::fft::ifft2(torch::conj(torch::fft::fft2(tp)) * torch::fft::fft2(u)))
+                       .slice(0, 0, 2 * m + 1)
+                       .slice(1, 0, 2 * m + 1)
+                       .contiguous();
+  const auto* c = magnitude.data_ptr<double>();
+  int64_t best_y = 0, best_x = 0;
+  double best_c = -1;
+  for (int64_t dy = -m; dy <= m; ++dy)
+    for (int64_t dx = -m; dx <= m; ++dx) {
+      if (!bounds_r.contains(Rect{region.y0 + dy, region.x0 + dx, region.h, region.w})) continue;
+      const double v = c[(dy + m) * (2 * m + 1) + dx + m];
+      if (v > best_c) best_c = v, best_y = dy, best_x = dx;
     }
-  TESSERA_REQUIRE(Error, best.correlation >= 0, "no shift fits the score region inside the reconstruction");
-  // Ramp: mean phase step of conj(t) o between neighbouring pixels.
-  const Rect shifted{region.y0 + best.shift_y, region.x0 + best.shift_x, region.h, region.w};
+  TESSERA_REQUIRE(Error, best_c >= 0, "no shift fits the score region inside the reconstruction");
+  // The reported figures are evaluated directly at the chosen shift, so they
+  // carry no FFT rounding.
+  const Rect shifted{region.y0 + best_y, region.x0 + best_x, region.h, region.w};
   auto d = torch::conj(t) * unit_phase(crop(recon, shifted));
-  const double ky = torch::angle((d.slice(0, 1) * torch::conj(d.slice(0, 0, -1))).sum()).item<double>();
-  const double kx = torch::angle((d.slice(1, 1) * torch::conj(d.slice(1, 0, -1))).sum()).item<double>();
+  auto s = d.mean();
+  Alignment best{torch::abs(s).item<double>(), best_y, best_x, torch::angle(s).item<double>()};
+  // Ramp: the mean phase step of conj(t) o between neighbouring pixels.
+  const auto [ky, kx] = mean_phase_gradient(d, Rect{0, 0, region.h, region.w});
   auto yy = torch::arange(region.h, torch::kFloat64).view({-1, 1});
   auto xx = torch::arange(region.w, torch::kFloat64).view({1, -1});
   auto ramp = torch::polar(torch::ones({region.h, region.w}, torch::kFloat64), -(ky * yy + kx * xx));
