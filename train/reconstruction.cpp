@@ -106,6 +106,10 @@ void Reconstruction::set_up_local_tiles() {
   TESSERA_REQUIRE(SettingsError, s.slices == 1 || (s.slice_thickness_m > 0 && std::isfinite(s.slice_thickness_m)),
                   "a multislice object (", s.slices, " slices) needs a positive slice thickness, got ",
                   s.slice_thickness_m, " m");
+  TESSERA_REQUIRE(SettingsError, s.defocus_search_iterations >= 0, "defocus-search-iterations must be >= 0, got ",
+                  s.defocus_search_iterations);
+  for (double c : s.defocus_candidates)
+    TESSERA_REQUIRE(SettingsError, std::isfinite(c), "defocus candidates must be finite numbers, got ", c);
   TESSERA_REQUIRE(SettingsError, s.orthogonalise_every >= 0, "orthogonalise-every must be >= 0, got ",
                   s.orthogonalise_every);
   TESSERA_REQUIRE(SettingsError, s.position_rate >= 0 && s.position_limit_px >= 0,

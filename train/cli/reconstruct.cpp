@@ -46,6 +46,11 @@ int reconstruct(int argc, char** argv) {
       ("no-file-probe", "ignore the probe guess stored in the file; estimate it from the data")
       ("no-defocus-search", "start from the focused probe estimated from the data instead of trying defocus values "
                              "first (the search costs about 14 iterations; it is skipped when the file has a probe)")
+      ("defocus-candidates", "defocus values the search tries, radians of phase at the aperture edge "
+                             "(comma-separated; one value starts from that defocus)",
+       cxxopts::value<std::vector<double>>())
+      ("defocus-search-iterations", "iterations run from each defocus candidate",
+       cxxopts::value<int>()->default_value("2"))
       ("phase-ramp-gauge", "auto, beam, object or off: after each iteration fix the phase ramp the data cannot, by "
                            "centring the probe's far field on the zero order (beam) or by leaving the object no mean "
                            "ramp over the scan's interior (object); auto = beam when the zero order is known without "
@@ -144,7 +149,9 @@ int reconstruct(int argc, char** argv) {
   s.probe_modes = r["modes"].as<int64_t>();
   s.use_file_probe = !r.count("no-file-probe");
   s.phase_ramp_gauge = r.count("no-probe-centring") ? "off" : r["phase-ramp-gauge"].as<std::string>();
+  if (r.count("defocus-candidates")) s.defocus_candidates = r["defocus-candidates"].as<std::vector<double>>();
   if (r.count("no-defocus-search")) s.defocus_candidates.clear();
+  s.defocus_search_iterations = r["defocus-search-iterations"].as<int>();
   s.orthogonalise_every = r["orthogonalise-every"].as<int>();
   s.slices = r["slices"].as<int64_t>();
   s.slice_thickness_m = r["slice-thickness"].as<double>();
