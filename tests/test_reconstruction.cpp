@@ -91,6 +91,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(ProbeDefocusSearch, FindsTheDefocusOfTheSimulatedProbe) {
   ReconstructionSettings s;
   s.quiet = true;
+  s.defocus_start = "search";
   Reconstruction rec(ScanProblem::from_content(sample()), s);
   const auto& losses = rec.defocus_search();
   ASSERT_EQ(losses.size(), s.defocus_candidates.size());
@@ -101,6 +102,25 @@ TEST(ProbeDefocusSearch, FindsTheDefocusOfTheSimulatedProbe) {
   // (SimulationSettings); the estimated edge radius differs a little from it.
   EXPECT_GT(best->first, 0);
   EXPECT_EQ(rec.iteration(), 0);  // the search leaves a fresh start
+}
+
+// The default start reads the defocus from the data (models/defocus_estimate.h)
+// and needs no search: the sample's probe has +8 rad at an aperture edge of
+// 0.35 Nyquist (5.6 px). The phase is given at the radius estimated from the
+// mean pattern, which the specimen's scattering widens: compare curvatures.
+TEST(ProbeDefocusFromParallax, ReadsTheDefocusOfTheSimulatedProbe) {
+  ReconstructionSettings s;
+  s.quiet = true;
+  Reconstruction rec(ScanProblem::from_content(sample()), s);
+  ASSERT_TRUE(rec.defocus_estimate().has_value());
+  const auto& e = *rec.defocus_estimate();
+  const double at_true_edge = e.edge_phase_rad * std::pow(0.35 * 16 / e.radius_px, 2);
+  std::printf("estimated defocus %.3f rad at %.2f px = %.3f rad at 5.6 px (coherence %.3f, mirror %.3f)\n",
+              e.edge_phase_rad, e.radius_px, at_true_edge, e.coherence, e.mirror);
+  ASSERT_TRUE(e.reliable) << e.why_not;
+  EXPECT_NEAR(at_true_edge, 8, 1.2);
+  EXPECT_TRUE(rec.defocus_search().empty());
+  EXPECT_EQ(rec.iteration(), 0);
 }
 
 // The gauge move must leave every predicted intensity as it was (exactly for

@@ -81,9 +81,35 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   make_optimizers();
   exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
   const bool guessed = s.use_file_probe && problem_.probe_guess;
-  if (!guessed && !s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
+  if (guessed || s.defocus_start == "focused") return;
+  if (s.defocus_start == "parallax" && start_from_estimated_defocus()) return;
+  if (!s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
       optimizer_->scaling != StepScaling::LineSearch)
     search_probe_defocus();
+}
+
+bool Reconstruction::start_from_estimated_defocus() {
+  // Every rank reads the same central block of the scan, but only rank 0's
+  // answer is used, so that no rounding difference can split the ranks.
+  const auto base = workers_.front()->model->probe().detach().clone();
+  const auto centre = zero_order_rest(zero_order_);
+  const double radius = aperture_radius_px(base, centre);
+  const auto& positions = problem_.scan.positions_px;
+  const auto idx = central_positions(positions);
+  auto frames = to_fft_order(problem_.read_frames(idx), zero_order_).to(torch::kFloat64);
+  auto block = positions.to(torch::kFloat64).cpu().index_select(0, torch::tensor(idx, torch::kInt64));
+  defocus_estimate_ = estimate_defocus(frames, valid_fft_.cpu(), block, centre, radius);
+  auto answer = torch::tensor({defocus_estimate_->reliable ? 1.0 : 0.0, defocus_estimate_->edge_phase_rad},
+                              torch::kFloat64);
+  if (comm_ && comm_->size() > 1) {
+    if (comm_->rank() != 0) answer.zero_();
+    comm_->allreduce_sum(answer).wait();
+  }
+  if (answer[0].item<double>() == 0) return false;
+  defocus_estimate_->reliable = true;
+  defocus_estimate_->edge_phase_rad = answer[1].item<double>();
+  reset(add_defocus(base, defocus_estimate_->edge_phase_rad, radius, centre));
+  return true;
 }
 
 void Reconstruction::set_up_local_tiles() {
@@ -108,6 +134,9 @@ void Reconstruction::set_up_local_tiles() {
                   s.slice_thickness_m, " m");
   TESSERA_REQUIRE(SettingsError, s.defocus_search_iterations >= 0, "defocus-search-iterations must be >= 0, got ",
                   s.defocus_search_iterations);
+  TESSERA_REQUIRE(SettingsError, s.defocus_start == "parallax" || s.defocus_start == "search" ||
+                                     s.defocus_start == "focused",
+                  "defocus-start must be parallax, search or focused, got '", s.defocus_start, "'");
   for (double c : s.defocus_candidates)
     TESSERA_REQUIRE(SettingsError, std::isfinite(c), "defocus candidates must be finite numbers, got ", c);
   TESSERA_REQUIRE(SettingsError, s.orthogonalise_every >= 0, "orthogonalise-every must be >= 0, got ",

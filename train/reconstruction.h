@@ -5,10 +5,12 @@
 // one process is the ordinary, undecomposed reconstruction.
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <torch/torch.h>
 
+#include "models/defocus_estimate.h"
 #include "models/losses.h"
 #include "models/prior.h"
 #include "models/ptycho_model.h"
@@ -70,6 +72,9 @@ class Reconstruction {
   double position_rate() const { return position_rate_; }
   // The probe defocus search run at construction: (candidate, loss) pairs, empty when skipped.
   const std::vector<std::pair<double, double>>& defocus_search() const { return defocus_losses_; }
+  // The defocus read from the data at construction (models/defocus_estimate.h);
+  // nullopt when not tried.
+  const std::optional<DefocusEstimate>& defocus_estimate() const { return defocus_estimate_; }
   // The zero order [y, x] used, in detector pixels of the frames as loaded.
   std::pair<double, double> zero_order() const { return zero_order_; }
   // The tilt (far-field pixels) given to the probe guess to put it on the zero order; 0 without a guess.
@@ -101,6 +106,8 @@ class Reconstruction {
   // Object back to 1, the given probe, fresh optimisers, iteration 0.
   void reset(const torch::Tensor& probe);
   void search_probe_defocus();
+  // Starts the probe from the defocus the shadow parallax shows; false when the data show none.
+  bool start_from_estimated_defocus();
   void make_optimizers();
   torch::Tensor read_frames(const std::vector<int64_t>& indices) const;  // (n, h, w) FFT order, working dtype
   void update_worker_positions(TileWorker& worker) const;
@@ -143,6 +150,7 @@ class Reconstruction {
   double position_rate_ = 0;
   torch::Tensor slice_transfer_;  // Fresnel transfer between slices (multislice only)
   std::vector<std::pair<double, double>> defocus_losses_;  // (candidate, loss) of the search
+  std::optional<DefocusEstimate> defocus_estimate_;
   int64_t patterns_moved_ = 0;
   std::pair<double, double> zero_order_{0, 0}, probe_tilt_px_{0, 0};
   // Phase-ramp gauge (models/phase_ramp.h): which one, and the zero order's

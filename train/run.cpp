@@ -285,6 +285,17 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
     if (t.first != 0 || t.second != 0)
       std::cout << "; probe guess tilted by (" << t.first << ", " << t.second << ") px onto it";
     std::cout << std::endl;
+    if (const auto& e = rec.defocus_estimate()) {
+      std::cout << "probe defocus from the shadow parallax (" << e->positions << " positions, " << e->detector_groups
+                << " detector blocks): ";
+      if (e->reliable)
+        std::cout << e->edge_phase_rad << " rad at the aperture edge (coherence " << e->coherence << ", opposite sign "
+                  << e->mirror << " as good)";
+      else
+        std::cout << "none (" << e->why_not << "; best " << e->edge_phase_rad << " rad, coherence " << e->coherence
+                  << ", opposite sign " << e->mirror << " as good)";
+      std::cout << std::endl;
+    }
     if (!rec.defocus_search().empty()) {
       std::cout << "probe defocus search (radians at the aperture edge: loss after "
                 << settings.defocus_search_iterations << " iterations):";

@@ -10,7 +10,7 @@ std::string ReconstructionSettings::describe() const {
     << "\nobject_rate = " << object_rate << "\nprobe_rate = " << probe_rate << "\nrate_scale = " << rate_scale
     << "\nprobe_from = " << probe_from << "\nbatch_size = " << batch_size << "\nchunk_size = " << chunk_size
     << "\nseed = " << seed << "\ntiles = " << tiles << "\ntiles_y = " << tiles_y << "\ntiles_x = " << tiles_x
-    << "\nprobe_modes = " << probe_modes << "\nphase_ramp_gauge = " << phase_ramp_gauge << "\ndefocus_candidates =" << [this] {
+    << "\nprobe_modes = " << probe_modes << "\nphase_ramp_gauge = " << phase_ramp_gauge << "\ndefocus_start = " << defocus_start << "\ndefocus_candidates =" << [this] {
          std::string v;
          for (double c : defocus_candidates) v += " " + std::to_string(c);
          return v;

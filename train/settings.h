@@ -28,7 +28,13 @@ struct ReconstructionSettings {
   // "auto" is beam when the zero order is known without the specimen (file or
   // --zero-order) and object when it is estimated from the data; "off".
   std::string phase_ramp_gauge = "auto";
-  // When the probe is estimated from the data (no usable guess in the file), try
+  // When the probe is estimated from the data (no usable guess in the file),
+  // where its defocus starts: "parallax" reads it from the shift of the
+  // shadow image across the direct beam (models/defocus_estimate.h) and falls
+  // back to the search below when the data show none; "search" always runs
+  // the search; "focused" starts from the zero-phase probe.
+  std::string defocus_start = "parallax";
+  // The search: try
   // these defocus values (radians of far-field phase at the aperture edge) for a
   // few iterations each and start from the best: the mean pattern gives the
   // aperture but no phase, and a focused start can stall (SGD, RMSprop).

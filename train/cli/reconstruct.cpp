@@ -44,8 +44,10 @@ int reconstruct(int argc, char** argv) {
       ("tile-grid", "explicit tile grid, e.g. 2x3 (rows x columns)", cxxopts::value<std::string>())
       ("modes", "incoherent probe modes", cxxopts::value<int64_t>()->default_value("1"))
       ("no-file-probe", "ignore the probe guess stored in the file; estimate it from the data")
-      ("no-defocus-search", "start from the focused probe estimated from the data instead of trying defocus values "
-                             "first (the search costs about 14 iterations; it is skipped when the file has a probe)")
+      ("no-defocus-search", "same as --defocus-start focused")
+      ("defocus-start", "parallax: read the probe's defocus from the shift of the shadow image across the direct "
+                        "beam, else search; search: try the candidates; focused: the zero-phase probe",
+       cxxopts::value<std::string>()->default_value("parallax"))
       ("defocus-candidates", "defocus values the search tries, radians of phase at the aperture edge "
                              "(comma-separated; one value starts from that defocus)",
        cxxopts::value<std::vector<double>>())
@@ -150,7 +152,7 @@ int reconstruct(int argc, char** argv) {
   s.use_file_probe = !r.count("no-file-probe");
   s.phase_ramp_gauge = r.count("no-probe-centring") ? "off" : r["phase-ramp-gauge"].as<std::string>();
   if (r.count("defocus-candidates")) s.defocus_candidates = r["defocus-candidates"].as<std::vector<double>>();
-  if (r.count("no-defocus-search")) s.defocus_candidates.clear();
+  s.defocus_start = r.count("no-defocus-search") ? "focused" : r["defocus-start"].as<std::string>();
   s.defocus_search_iterations = r["defocus-search-iterations"].as<int>();
   s.orthogonalise_every = r["orthogonalise-every"].as<int>();
   s.slices = r["slices"].as<int64_t>();
