@@ -272,7 +272,12 @@ TEST(Cli, AbsurdInputIsRefusedNamingIt) {
       {"--tile-grid x2", "--tile-grid"}, {"--tile-grid 2x2x", "--tile-grid"},
       {"--iterations -3", "--iterations"},
       {"--slices 1000000 --slice-thickness 1e-9", "GiB"}, {"--modes 100000000", "GiB"},
-      {data, "unexpected argument"}};
+      {data, "unexpected argument"},
+      // cxxopts's own conversion errors, which did not name the option.
+      {"--object-rate nan", "--object-rate: 'nan'"}, {"--rate-scale=abc", "--rate-scale: 'abc'"},
+      {"--defocus-candidates 4,x", "--defocus-candidates: 'x'"},
+      {"--defocus-start sideways", "defocus-start must be parallax, search or focused"},
+      {"--defocus-search-iterations -1", "defocus-search-iterations must be >= 0"}};
   for (const auto& [options, named] : refused) {
     auto o = run(base + options);
     EXPECT_EQ(o.code, 1) << options << ": " << o.text;

@@ -583,6 +583,26 @@ TEST_F(CxiTest, TranslationWrongShape) {
                     {keys::kTranslation, "expected (frames, 3)"});
 }
 
+TEST_F(CxiTest, HugeProbeGuessIsRefusedBeforeItIsRead) {
+  expect_open_error(malformed("hugeprobe.cxi", [](h5::File& f) {
+    // 2^24 modes of 8 x 10 declared, none written: chunked storage is
+    // allocated lazily, so the file stays small while reading it would take 5 GiB.
+    if (f.exists(keys::kProbe)) f.remove(keys::kProbe);
+    const hsize_t dims[3] = {hsize_t{1} << 24, 8, 10}, chunk[3] = {1, 8, 10};
+    const hid_t space = H5Screate_simple(3, dims, nullptr);
+    const hid_t create = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(create, 3, chunk);
+    const hid_t links = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(links, 1);
+    const hid_t d = H5Dcreate2(f.id(), keys::kProbe, H5T_NATIVE_FLOAT, space, links, create, H5P_DEFAULT);
+    ASSERT_GE(d, 0);
+    H5Dclose(d);
+    H5Pclose(links);
+    H5Pclose(create);
+    H5Sclose(space);
+  }), {keys::kProbe, "16777216 probe modes", "GiB"});
+}
+
 TEST_F(CxiTest, TranslationNotFinite) {
   CxiContent c = content();
   auto t = c.translation_m.clone();

@@ -4,6 +4,7 @@
 #include <cxxopts.hpp>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "src/error.h"
 
@@ -47,6 +48,39 @@ inline std::pair<int, int> parse_grid(const std::string& text, const char* optio
   TESSERA_REQUIRE(SettingsError, x != std::string::npos, "--", option,
                   " must look like 2x3 (rows x columns), got '", text, "'");
   return {number(text.substr(0, x)), number(text.substr(x + 1))};
+}
+
+// cxxopts reports a value it cannot convert ("Argument 'nan' failed to
+// parse") without the option it was given to; among several numbers on a
+// command line the user then has to guess. Names the option(s) whose value
+// holds the quoted text, from the raw arguments; the message unchanged when
+// none does.
+inline std::string name_the_option(const std::string& message, int argc, char** argv) {
+  // cxxopts quotes with U+2018/U+2019 or ASCII quotes, depending on its version.
+  static const std::vector<std::pair<std::string, std::string>> quotes{{"\u2018", "\u2019"}, {"'", "'"}};
+  std::string value;
+  for (const auto& [open, close] : quotes) {
+    const auto a = message.find(open);
+    if (a == std::string::npos) continue;
+    const auto b = message.find(close, a + open.size());
+    if (b == std::string::npos) continue;
+    value = message.substr(a + open.size(), b - a - open.size());
+    break;
+  }
+  if (value.empty() || message.find("failed to parse") == std::string::npos) return message;
+  std::string options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("-", 0) != 0) continue;
+    const auto eq = arg.find('=');
+    const std::string name = arg.substr(0, eq);
+    const std::string given = eq != std::string::npos ? arg.substr(eq + 1) : (i + 1 < argc ? argv[i + 1] : "");
+    if (!given.empty() && given.find(value) != std::string::npos)
+      options += (options.empty() ? "" : " or ") + name;
+  }
+  if (options.empty()) return message;
+  return options + ": '" + value + "' is not a valid value here (a finite number, or the type the option's " +
+         "--help gives)";
 }
 
 }  // namespace tessera::cli

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "src/error.h"
+#include "train/cli/arguments.h"
 #include "train/cli/commands.h"
 
 namespace {
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     // cxxopts and c10 errors: still a clear message and exit 1, never a crash.
-    std::cerr << "tessera " << cmd << ": error: " << e.what() << std::endl;
+    std::cerr << "tessera " << cmd << ": error: " << tessera::cli::name_the_option(e.what(), argc, argv) << std::endl;
     return 1;
   }
 }
