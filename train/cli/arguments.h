@@ -68,19 +68,30 @@ inline std::string name_the_option(const std::string& message, int argc, char** 
     break;
   }
   if (value.empty() || message.find("failed to parse") == std::string::npos) return message;
-  std::string options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg.rfind("-", 0) != 0) continue;
-    const auto eq = arg.find('=');
-    const std::string name = arg.substr(0, eq);
-    const std::string given = eq != std::string::npos ? arg.substr(eq + 1) : (i + 1 < argc ? argv[i + 1] : "");
-    if (!given.empty() && given.find(value) != std::string::npos)
-      options += (options.empty() ? "" : " or ") + name;
-  }
+  // Options whose value, or an element of their comma-separated list, is
+  // exactly the text; failing that, whose value contains it.
+  auto matching = [&](bool exact) {
+    std::string options;
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg.rfind("-", 0) != 0) continue;
+      const auto eq = arg.find('=');
+      const std::string given = eq != std::string::npos ? arg.substr(eq + 1) : (i + 1 < argc ? argv[i + 1] : "");
+      bool hit = !exact && given.find(value) != std::string::npos;
+      for (size_t a = 0; exact && a <= given.size();) {
+        const auto b = std::min(given.find(',', a), given.size());
+        hit = hit || given.compare(a, b - a, value) == 0;
+        a = b + 1;
+      }
+      if (hit) options += (options.empty() ? "" : " or ") + arg.substr(0, eq);
+    }
+    return options;
+  };
+  std::string options = matching(true);
+  if (options.empty()) options = matching(false);
   if (options.empty()) return message;
-  return options + ": '" + value + "' is not a valid value here (a finite number, or the type the option's " +
-         "--help gives)";
+  return options + ": '" + value + "' cannot be read as this option's value (a number, a whole number or a " +
+         "comma-separated list: see --help)";
 }
 
 }  // namespace tessera::cli
