@@ -180,6 +180,9 @@ step_ranks() {
   # NCCL refuses two ranks on one GPU: Gloo through host copies (src/comm/communicator.h).
   export TESSERA_CUDA_COMM=gloo
   local common=(-i "$iters" --device "$DEVICE0" --precision double --no-defocus-search)
+  # The K ranks share one device: the GPU, or (dry run) the cores, one thread per rank.
+  local devices=1
+  dry && common+=(--threads 1) && devices=$(nproc)
   "$T" reconstruct "$W/ranks.cxi" -o "$W/ranks_1.h5" "${common[@]}" || exit 1
   local status=0
   for K in 2 4; do
@@ -200,8 +203,19 @@ step_ranks() {
   for K in 2 4; do
     echo "K=$K measured $(median_seconds "$W/ranks_${K}_metrics.csv") s/iteration (median, rank 0)"
   done
-  "$T" plan "$W/ranks.cxi" --ranks 1,2,4 --show 0 --precision double --throughput "$throughput" --devices 1 \
+  "$T" plan "$W/ranks.cxi" --ranks 1,2,4 --show 0 --precision double --throughput "$throughput" --devices "$devices" \
     --network loopback-gloo | grep -E "^K =|time model"
+  # The same with the network measured here, between two ranks on this device.
+  OMP_NUM_THREADS=1 $TORCHRUN --no_python --redirects 1 --tee 1 --standalone --nproc_per_node 2 \
+    "$B/bench_network" --device "$DEVICE" > "$W/network.log" 2>&1 || { cat "$W/network.log"; exit 1; }
+  local fitted latency gbit
+  sed -n 's/^\[default0\]://p' "$W/network.log"
+  fitted=$(sed -n 's/^\[default0\]://p' "$W/network.log" | grep "^fitted:")
+  latency=$(echo "$fitted" | sed -n 's/.*latency \([0-9.]*\) us.*/\1/p')
+  gbit=$(echo "$fitted" | sed -n 's/.*bandwidth \([0-9.]*\) GB\/s.*/\1/p' | awk '{print $1 * 8}')
+  echo "network measured between 2 ranks on one $DEVICE: $latency us, $gbit Gb/s"
+  "$T" plan "$W/ranks.cxi" --ranks 1,2,4 --show 0 --precision double --throughput "$throughput" --devices "$devices" \
+    --latency-us "$latency" --bandwidth-gbps "$gbit" | grep -E "time model"
   exit $status
 }
 
@@ -249,7 +263,7 @@ run() {
   (( rc == 124 || rc == 137 )) && what="TIMED OUT"
   note "step $name: $what in $(( $(date +%s) - t0 )) s"
   # The figures, into the summary.
-  grep -E "CUDA vs CPU max relative error|^\[  (PASSED|FAILED|SKIPPED) |seconds per iteration|FFT floor per iteration|ratio iteration|patterns per second|peak memory|^device |undecomposed process|peak memory per rank|speed-up of custom|check: custom|correlation|ranks vs 1 rank|^1 rank:|^K=[0-9] measured|time model|tests passed|tests failed|configure against|^FAILED|every dependency|-- tessera:|torch [0-9]|NVIDIA H|error:" \
+  grep -E "CUDA vs CPU max relative error|^\[  (PASSED|FAILED|SKIPPED) |seconds per iteration|FFT floor per iteration|ratio iteration|patterns per second|peak memory|^device |undecomposed process|peak memory per rank|speed-up of custom|check: custom|correlation|ranks vs 1 rank|^1 rank:|^K=[0-9] measured|time model|network measured|allreduce of|tests passed|tests failed|configure against|^FAILED|every dependency|-- tessera:|torch [0-9]|NVIDIA H|error:" \
     "$W/$name.out" | sed 's/^/    /' | head -60 >> "$summary"
 }
 
