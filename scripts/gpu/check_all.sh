@@ -186,10 +186,23 @@ step_ranks() {
   "$T" reconstruct "$W/ranks.cxi" -o "$W/ranks_1.h5" "${common[@]}" || exit 1
   local status=0
   for K in 2 4; do
+    # Each process's GPU memory, sampled (it includes the CUDA context, which
+    # the memory model leaves out).
+    local sampler=""
+    if command -v nvidia-smi > /dev/null; then
+      nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits -lms 200 > "$W/gpu_memory_$K.csv" 2>/dev/null &
+      sampler=$!
+    fi
     # One thread per rank on the CPU (the dry run); the GPU does the work otherwise.
     OMP_NUM_THREADS=1 $TORCHRUN --no_python --redirects 1 --tee 1 --standalone --nproc_per_node "$K" \
       "$T" reconstruct "$W/ranks.cxi" -o "$W/ranks_$K.h5" "${common[@]}" --tiles "$K" > "$W/ranks_$K.log" 2>&1 \
-      || { cat "$W/ranks_$K.log"; exit 1; }
+      || { cat "$W/ranks_$K.log"; [ -n "$sampler" ] && kill "$sampler"; exit 1; }
+    if [ -n "$sampler" ]; then
+      kill "$sampler"
+      echo "K=$K GPU memory per process (MiB, peak of 200 ms samples, CUDA context included):" \
+        "$(awk -F', *' '{if ($2 > m[$1]) m[$1] = $2} END {for (p in m) printf "%s ", m[p]}' "$W/gpu_memory_$K.csv")"
+      "$T" plan "$W/ranks.cxi" --ranks "$K" --show 0 --precision double | grep "peak memory per rank"
+    fi
     "$PY" scripts/gpu/compare_results.py "$W/ranks_$K.h5" "$W/ranks_1.h5" --max-difference 1e-9 \
       --label "$K ranks vs 1 rank on one $DEVICE, double" || status=1
   done
@@ -263,7 +276,7 @@ run() {
   (( rc == 124 || rc == 137 )) && what="TIMED OUT"
   note "step $name: $what in $(( $(date +%s) - t0 )) s"
   # The figures, into the summary.
-  grep -E "CUDA vs CPU max relative error|^\[  (PASSED|FAILED|SKIPPED) |seconds per iteration|FFT floor per iteration|ratio iteration|patterns per second|peak memory|^device |undecomposed process|peak memory per rank|speed-up of custom|check: custom|correlation|ranks vs 1 rank|^1 rank:|^K=[0-9] measured|time model|network measured|allreduce of|tests passed|tests failed|configure against|^FAILED|every dependency|-- tessera:|torch [0-9]|NVIDIA H|error:" \
+  grep -E "CUDA vs CPU max relative error|^\[  (PASSED|FAILED|SKIPPED) |seconds per iteration|FFT floor per iteration|ratio iteration|patterns per second|peak memory|^device |undecomposed process|peak memory per rank|speed-up of custom|check: custom|correlation|ranks vs 1 rank|^1 rank:|^K=[0-9] measured|time model|network measured|allreduce of|GPU memory per process|tests passed|tests failed|configure against|^FAILED|every dependency|-- tessera:|torch [0-9]|NVIDIA H|error:" \
     "$W/$name.out" | sed 's/^/    /' | head -60 >> "$summary"
 }
 
