@@ -82,15 +82,19 @@ NetworkModel NetworkModel::custom(double latency_us, double bandwidth_Gbit_s, in
                   "--latency-us must be a finite number >= 0, got ", latency_us);
   TESSERA_REQUIRE(SettingsError, std::isfinite(bandwidth_Gbit_s) && bandwidth_Gbit_s > 0,
                   "--bandwidth-gbps must be a finite number > 0 (gigabits per second), got ", bandwidth_Gbit_s);
-  TESSERA_REQUIRE(SettingsError, ranks_per_node >= 1, "--ranks-per-node must be >= 1, got ", ranks_per_node);
+  TESSERA_REQUIRE(SettingsError, ranks_per_node >= 0,
+                  "--ranks-per-node must be >= 0 (0: every rank of the job on one node), got ", ranks_per_node);
   NetworkModel n;
   n.name = "custom";
   n.latency_s = latency_us * 1e-6;
   n.node_bandwidth_Bps = bandwidth_Gbit_s * 1e9 / 8;
   n.ranks_per_node = ranks_per_node;
   std::ostringstream s;
-  s << "custom: " << latency_us << " us latency, " << bandwidth_Gbit_s << " Gb/s per node shared by "
-    << ranks_per_node << " rank(s)";
+  s << "custom: " << latency_us << " us latency, " << bandwidth_Gbit_s << " Gb/s per node shared by ";
+  if (ranks_per_node > 0)
+    s << ranks_per_node << " rank(s)";
+  else
+    s << "every rank";
   n.source = s.str();
   return n;
 }

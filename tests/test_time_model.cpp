@@ -53,6 +53,9 @@ TEST(NetworkModel, HandComputedCosts) {
   const auto shared = NetworkModel::custom(2, 8, 6);
   EXPECT_DOUBLE_EQ(shared.rank_bandwidth_Bps(), 1e9 / 6);
   EXPECT_DOUBLE_EQ(shared.for_job(2).rank_bandwidth_Bps(), 1e9 / 2);
+  // 0: every rank of the job on one node.
+  EXPECT_DOUBLE_EQ(NetworkModel::custom(2, 8, 0).for_job(4).rank_bandwidth_Bps(), 1e9 / 4);
+  EXPECT_THROW(NetworkModel::custom(2, 8, -1), SettingsError);
 }
 
 TEST(NetworkModel, PresetsAndErrors) {
