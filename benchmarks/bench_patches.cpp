@@ -1,5 +1,6 @@
 // Custom probe-window ops against plain tensor indexing, forward + backward
-// through autograd, on the CPU.
+// through autograd, on the CPU or (--device cuda) the GPU, synchronised
+// around every timed call.
 //
 //   loss = sum(|extract(object, positions) * probe|^2),  loss.backward() -> object.grad
 //
@@ -17,7 +18,7 @@
 //
 // Usage: bench_patches [--windows B] [--window h] [--object N] [--slices L]
 //                      [--iters K] [--dtype complex64|complex128]
-//                      [--gather gather|index_select|index]
+//                      [--gather gather|index_select|index] [--device cpu|cuda]
 // Defaults: 1024 windows of 128 x 128 from a 2048 x 2048 complex64 object,
 // fractional positions, 5 timed iterations after 1 warm-up. Threads: the value
 // of OMP_NUM_THREADS if set, else std::thread::hardware_concurrency().
@@ -34,6 +35,8 @@
 #include <thread>
 #include <vector>
 
+#include <torch/cuda.h>
+
 #include "src/ops/patches.h"
 
 namespace {
@@ -42,7 +45,10 @@ struct Options {
   int64_t windows = 1024, window = 128, object = 2048, slices = 1;
   int iters = 5;
   torch::ScalarType dtype = torch::kComplexFloat;
+  std::string device = "cpu";
 };
+
+bool g_cuda = false;  // synchronise around timed calls
 
 // How the baselines gather: torch::gather (backward scatter_add), index_select
 // (backward index_add) or advanced indexing (backward index_put_ accumulate).
@@ -60,7 +66,7 @@ const char* gather_name(Gather g) {
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--windows B] [--window h] [--object N] [--slices L] [--iters K] "
-               "[--dtype complex64|complex128] [--gather gather|index_select|index]\n",
+               "[--dtype complex64|complex128] [--gather gather|index_select|index] [--device cpu|cuda]\n",
                argv0);
   std::exit(2);
 }
@@ -82,6 +88,7 @@ Options parse(int argc, char** argv) {
     else if (key == "--gather" && value == "gather") g_gather = Gather::gather;
     else if (key == "--gather" && value == "index_select") g_gather = Gather::index_select;
     else if (key == "--gather" && value == "index") g_gather = Gather::index;
+    else if (key == "--device" && (value == "cpu" || value == "cuda")) o.device = value;
     else usage(argv[0]);
   }
   if (o.windows < 1 || o.window < 1 || o.slices < 1 || o.iters < 1 || o.object < o.window + 2) {
@@ -113,7 +120,7 @@ torch::Tensor custom_extract(const torch::Tensor& object, const torch::Tensor& p
 torch::Tensor window_indices(const torch::Tensor& object, const torch::Tensor& corner, int64_t h,
                              int64_t w) {
   const int64_t L = object.size(0), H = object.size(1), W = object.size(2);
-  const auto opts = torch::TensorOptions().dtype(torch::kLong);
+  const auto opts = torch::TensorOptions().dtype(torch::kLong).device(object.device());
   const auto y0 = corner.select(1, 0).view({1, -1, 1, 1});
   const auto x0 = corner.select(1, 1).view({1, -1, 1, 1});
   return (torch::arange(L, opts).view({L, 1, 1, 1}) * (H * W) + y0 * W + x0 +
@@ -177,8 +184,10 @@ struct Timing {
 
 template <typename F>
 double milliseconds(F&& f) {
+  if (g_cuda) torch::cuda::synchronize();
   const auto t0 = std::chrono::steady_clock::now();
   f();
+  if (g_cuda) torch::cuda::synchronize();
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -200,16 +209,18 @@ int main(int argc, char** argv) {
   at::set_num_threads(threads);
   const int64_t B = o.windows, h = o.window, w = o.window, N = o.object, L = o.slices;
   const auto real_t = c10::toRealValueType(o.dtype);
-  std::printf("bench_patches: %lld windows of %lld x %lld from a %lld x %lld x %lld %s object, "
+  const torch::Device device(o.device);
+  g_cuda = device.is_cuda();
+  std::printf("bench_patches: %lld windows of %lld x %lld from a %lld x %lld x %lld %s object on %s, "
               "%d threads (at::get_num_threads() = %d), %d iterations\n",
               (long long)B, (long long)h, (long long)w, (long long)L, (long long)N, (long long)N,
-              c10::toString(o.dtype), threads, at::get_num_threads(), o.iters);
+              c10::toString(o.dtype), o.device.c_str(), threads, at::get_num_threads(), o.iters);
 
   torch::manual_seed(0);
-  const auto object = torch::randn({L, N, N}, o.dtype).requires_grad_();
-  const auto probe = torch::randn({h, w}, o.dtype);
+  const auto object = torch::randn({L, N, N}, o.dtype).to(device).requires_grad_();
+  const auto probe = torch::randn({h, w}, o.dtype).to(device);
   // floor(y) + h + 1 <= N: y uniform in [0, N - h - 1).
-  const auto pos = (torch::rand({B, 2}, torch::kDouble) * (N - h - 1)).to(real_t);
+  const auto pos = (torch::rand({B, 2}, torch::kDouble) * (N - h - 1)).to(real_t).to(device);
   const auto pos_int = pos.floor();
 
   // Check that all three compute the same thing before timing them.

@@ -63,6 +63,25 @@ TEST(Cli, SimulateInfoReconstruct) {
   fs::remove_all(dir);
 }
 
+TEST(Cli, PlanTimeModel) {
+  auto o = run("plan --scan-y 12 --scan-x 12 --frame 32 --ranks 1,4 --show 0 --throughput 500 --network loopback-gloo");
+  EXPECT_EQ(o.code, 0) << o.text;
+  EXPECT_NE(o.text.find("time model (loopback-gloo"), std::string::npos) << o.text;
+  EXPECT_NE(o.text.find("halo reduction"), std::string::npos) << o.text;
+  o = run("plan --ranks 4 --throughput 500 --latency-us 2 --bandwidth-gbps 100 --allreduce tree");
+  EXPECT_EQ(o.code, 0) << o.text;
+  EXPECT_NE(o.text.find("tree allreduce"), std::string::npos) << o.text;
+  o = run("plan --ranks 4 --throughput 500");
+  EXPECT_EQ(o.code, 1);
+  EXPECT_NE(o.text.find("needs a network"), std::string::npos) << o.text;
+  o = run("plan --ranks 4 --network summit");
+  EXPECT_EQ(o.code, 1);
+  EXPECT_NE(o.text.find("--throughput"), std::string::npos) << o.text;
+  o = run("plan --ranks 4 --throughput 500 --network ethernet");
+  EXPECT_EQ(o.code, 1);
+  EXPECT_NE(o.text.find("unknown --network 'ethernet'"), std::string::npos) << o.text;
+}
+
 TEST(Cli, BadInputExitsOneWithAMessageNamingTheProblem) {
   const auto dir = temp_dir();
   auto o = run("reconstruct " + (dir / "missing.cxi").string());

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -420,6 +421,12 @@ TEST(PatchesErrors, WrongDtypesAndShapes) {
 // ----------------------------------------------------------------------------
 // CUDA against CPU
 
+// Printed for the GPU check (scripts/gpu/check_all.sh collects these lines).
+double reported(const char* op, torch::ScalarType dtype, double error) {
+  std::printf("CUDA vs CPU max relative error: %s %s %.3e\n", op, c10::toString(dtype), error);
+  return error;
+}
+
 #define REQUIRE_CUDA()                                                                  \
   do {                                                                                  \
     if (!torch::cuda::is_available())                                                   \
@@ -462,7 +469,7 @@ TEST(PatchesCuda, ExtractMatchesCpu) {
     EXPECT_TRUE(gpu.is_cuda());
     EXPECT_FALSE(torch::isnan(torch::view_as_real(gpu.to(torch::kComplexDouble))).any()
                      .item<bool>());
-    EXPECT_LE(relative_error(gpu, cpu), 4 * tolerance(dtype));
+    EXPECT_LE(reported("extract_patches", dtype, relative_error(gpu, cpu)), 4 * tolerance(dtype));
   }
 }
 
@@ -477,7 +484,7 @@ TEST(PatchesCuda, OverlapAddMatchesCpu) {
     const auto pat_gpu = pat.cuda(), pos_gpu = pos.cuda();
     poison_next_allocation(L * H * W, dtype, torch::kCUDA);
     const auto gpu = overlap_add(pat_gpu, pos_gpu, H, W);
-    EXPECT_LE(relative_error(gpu, cpu), 16 * tolerance(dtype));
+    EXPECT_LE(reported("overlap_add", dtype, relative_error(gpu, cpu)), 16 * tolerance(dtype));
   }
 }
 
@@ -500,8 +507,8 @@ TEST(PatchesCuda, GradientsMatchCpu) {
     const auto [go_cpu, gp_cpu] = grads(torch::kCPU);
     const auto [go_gpu, gp_gpu] = grads(torch::kCUDA);
     const double tol = real_of(dtype) == torch::kFloat ? 1e-4 : 1e-10;
-    EXPECT_LE(relative_error(go_gpu, go_cpu), tol);
-    EXPECT_LE(relative_error(gp_gpu, gp_cpu), tol);
+    EXPECT_LE(reported("patches object gradient", dtype, relative_error(go_gpu, go_cpu)), tol);
+    EXPECT_LE(reported("patches position gradient", dtype, relative_error(gp_gpu, gp_cpu)), tol);
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -27,18 +28,20 @@ torch::Tensor materialize(const torch::Tensor& t) {
 }
 
 // What goes on the wire: contiguous, no lazy conj/neg bit, complex viewed as
-// real (neither Gloo nor NCCL reduces complex numbers).  `staged` is set when
+// real (neither Gloo nor NCCL reduces complex numbers), on the backend's
+// device (host memory when Gloo carries CUDA tensors).  `staged` is set when
 // the caller's tensor could not be used directly.
 struct Wire {
   torch::Tensor wire;
   torch::Tensor staged;
 };
 
-Wire to_wire(const torch::Tensor& t, bool copy_in) {
+Wire to_wire(const torch::Tensor& t, bool copy_in, const torch::Device& wire_device) {
   Wire w;
   torch::Tensor buf = t;
-  if (!t.is_contiguous() || t.is_conj() || t.is_neg()) {
-    w.staged = copy_in ? materialize(t) : torch::empty(t.sizes(), t.options());
+  if (t.device() != wire_device || !t.is_contiguous() || t.is_conj() || t.is_neg()) {
+    w.staged = torch::empty(t.sizes(), t.options().device(wire_device));
+    if (copy_in) w.staged.copy_(t);
     buf = w.staged;
   }
   w.wire = buf.is_complex() ? torch::view_as_real(buf) : buf;
@@ -139,6 +142,9 @@ bool Request::completed() { return !op_ || op_->completed(); }
 struct Communicator::Impl {
   int rank = 0, size = 1;
   torch::Device device = torch::kCPU;
+  // Where the backend works: `device`, or the host when CUDA tensors go
+  // through Gloo (TESSERA_CUDA_COMM=gloo), staged by a copy each way.
+  torch::Device wire_device = torch::kCPU;
   std::chrono::milliseconds timeout{0};
   std::shared_ptr<detail::Group> group;  // null for a single rank
   std::atomic<int64_t> bytes_sent{0};
@@ -183,12 +189,19 @@ std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env, to
     device = torch::Device(torch::kCPU);
   }
 
+  // NCCL refuses two ranks on one GPU (several processes sharing a device):
+  // Gloo through host memory works there, at the cost of a copy each way.
+  const char* cuda_comm = std::getenv("TESSERA_CUDA_COMM");
+  const std::string via = cuda_comm ? cuda_comm : "";
+  TESSERA_REQUIRE(SettingsError, via.empty() || via == "nccl" || via == "gloo",
+                  "TESSERA_CUDA_COMM must be nccl or gloo, got '", via, "'");
   auto impl = std::make_shared<Impl>();
   impl->rank = env.rank;
   impl->size = env.world_size;
   impl->device = device;
+  impl->wire_device = device.is_cuda() && via == "gloo" ? torch::Device(torch::kCPU) : device;
   impl->timeout = timeout;
-  if (env.distributed()) impl->group = detail::Group::create(env, device, timeout);
+  if (env.distributed()) impl->group = detail::Group::create(env, impl->wire_device, timeout);
   return std::shared_ptr<Communicator>(new Communicator(std::move(impl)));
 }
 
@@ -218,7 +231,7 @@ Request Communicator::isend(torch::Tensor tensor, int dst, int tag) {
     return Request();  // the data is copied: the tensor may be reused at once
   }
 
-  Wire w = to_wire(tensor, /*copy_in=*/true);
+  Wire w = to_wire(tensor, /*copy_in=*/true, c.wire_device);
   auto op = c.group->send(w.wire, dst, tag);
   if (w.staged.defined()) op = std::make_shared<StagedOp>(op, w.staged, torch::Tensor());
   return Request(op);
@@ -245,7 +258,7 @@ Request Communicator::irecv(torch::Tensor tensor, int src, int tag) {
     return Request(std::make_shared<LocalRecvOp>(c.mailbox, recv, c.rank, tag, nbytes(tensor)));
   }
 
-  Wire w = to_wire(tensor, /*copy_in=*/false);
+  Wire w = to_wire(tensor, /*copy_in=*/false, c.wire_device);
   auto op = c.group->recv(w.wire, src, tag);
   if (w.staged.defined()) op = std::make_shared<StagedOp>(op, w.staged, tensor);
   return Request(op);
@@ -254,7 +267,7 @@ Request Communicator::irecv(torch::Tensor tensor, int src, int tag) {
 Request Communicator::allreduce_sum(torch::Tensor tensor) {
   Impl& c = *impl_;
   c.check_tensor(tensor, "allreduce_sum");
-  if (c.device.is_cpu()) {
+  if (c.wire_device.is_cpu()) {
     // What Gloo adds on every LibTorch since 1.13 (it would otherwise fail
     // inside its worker thread, which looks like a communication failure).
     // Checked for one rank too, so that a single-process run fails alike.
@@ -267,7 +280,7 @@ Request Communicator::allreduce_sum(torch::Tensor tensor) {
                     " tensors: convert to float32, float64 or an integer type first");
   }
   if (!c.group || tensor.numel() == 0) return Request();
-  Wire w = to_wire(tensor, /*copy_in=*/true);
+  Wire w = to_wire(tensor, /*copy_in=*/true, c.wire_device);
   auto op = c.group->allreduce_sum(w.wire);
   if (w.staged.defined()) op = std::make_shared<StagedOp>(op, w.staged, tensor);
   return Request(op);
@@ -278,7 +291,7 @@ void Communicator::broadcast(torch::Tensor tensor, int root) {
   c.check_tensor(tensor, "broadcast");
   c.check_peer(root, "root", "broadcast");
   if (!c.group || tensor.numel() == 0) return;
-  Wire w = to_wire(tensor, /*copy_in=*/c.rank == root);
+  Wire w = to_wire(tensor, /*copy_in=*/c.rank == root, c.wire_device);
   auto op = c.group->broadcast(w.wire, root);
   if (w.staged.defined()) op = std::make_shared<StagedOp>(op, w.staged, tensor);
   op->wait();

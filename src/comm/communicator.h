@@ -73,7 +73,9 @@ class Request {
 class Communicator {
  public:
   // Gloo for CPU tensors, NCCL for CUDA tensors (CUDA builds only; the GPU
-  // is `device`'s index, or LOCAL_RANK when it has none).  world_size == 1
+  // is `device`'s index, or LOCAL_RANK when it has none).  With
+  // TESSERA_CUDA_COMM=gloo in the environment, CUDA tensors go through Gloo
+  // via host copies instead: NCCL refuses several ranks on one GPU.  world_size == 1
   // creates no store and no backend.  With several ranks it connects to (or,
   // as rank 0 without the torchrun agent store, hosts) the TCPStore at
   // MASTER_ADDR:MASTER_PORT and waits for all ranks; it throws

@@ -1,10 +1,14 @@
 #include <algorithm>
+#include <cstdio>
+#include <optional>
 #include <cxxopts.hpp>
 #include <iostream>
 #include <sstream>
 
 #include "src/error.h"
 #include "src/memory_model.h"
+#include "src/network_model.h"
+#include "src/time_model.h"
 #include "train/cli/arguments.h"
 #include "train/cli/commands.h"
 #include "train/cli/load_options.h"
@@ -23,6 +27,65 @@ std::vector<int> parse_ranks(const std::string& list) {
   while (std::getline(ss, item, ',')) out.push_back(std::stoi(item));
   TESSERA_REQUIRE(SettingsError, !out.empty(), "--ranks needs a comma-separated list, e.g. 6,462,4158");
   return out;
+}
+
+struct TimeSettings {
+  TimeModelInputs inputs;
+  NetworkModel network;
+};
+
+// The time model runs when a throughput is given; it needs a network too.
+std::optional<TimeSettings> time_model_settings(const cxxopts::ParseResult& r) {
+  const bool custom = r.count("latency-us") || r.count("bandwidth-gbps");
+  if (!r.count("throughput")) {
+    TESSERA_REQUIRE(SettingsError, !custom && !r.count("network"),
+                    "the network options predict time per iteration: give --throughput (measured patterns/s of one "
+                    "rank on one device) as well");
+    return std::nullopt;
+  }
+  TimeSettings t;
+  if (r.count("network")) {
+    TESSERA_REQUIRE(SettingsError, !custom, "give either --network or --latency-us with --bandwidth-gbps, not both");
+    t.network = NetworkModel::preset(r["network"].as<std::string>());
+  } else {
+    TESSERA_REQUIRE(SettingsError, r.count("latency-us") && r.count("bandwidth-gbps"),
+                    "--throughput needs a network: --network summit|h100-cluster|loopback-gloo, or --latency-us "
+                    "and --bandwidth-gbps");
+    t.network = NetworkModel::custom(r["latency-us"].as<double>(), r["bandwidth-gbps"].as<double>(),
+                                     r["ranks-per-node"].as<int>());
+  }
+  t.inputs.throughput = r["throughput"].as<double>();
+  t.inputs.fft_floor_s = r["fft-floor-s"].as<double>();
+  t.inputs.step_overhead_s = r["step-overhead-s"].as<double>();
+  t.inputs.devices = r["devices"].as<int64_t>();
+  const auto algorithm = r["allreduce"].as<std::string>();
+  TESSERA_REQUIRE(SettingsError, algorithm == "ring" || algorithm == "tree",
+                  "--allreduce must be ring or tree, got '", algorithm, "'");
+  t.inputs.allreduce = algorithm == "ring" ? AllreduceAlgorithm::Ring : AllreduceAlgorithm::Tree;
+  return t;
+}
+
+void print_time_prediction(const ScanGeometry& geom, const Tiling& tiling, TimeSettings t,
+                           const MemoryModelInputs& memory, int64_t batch) {
+  t.inputs.batch_size = batch;
+  t.inputs.halo_bytes_per_pixel = memory.slices * 2 * memory.real_bytes;
+  // The probe gradient and the loss, in the working precision.
+  t.inputs.allreduce_bytes = (memory.probe_modes * geom.frame_h * geom.frame_w * 2 + 1) * memory.real_bytes;
+  const auto p = predict_iteration_time(geom, tiling, t.inputs, t.network);
+  const auto net = t.network.for_job(p.ranks);
+  std::printf("  time model (%s; %.3g us, %.3g GB/s per rank): %.4g s/iteration overlapped, %.4g s serial\n",
+              t.network.name.c_str(), net.latency_s * 1e6, net.rank_bandwidth_Bps() / 1e9, p.overlapped_s,
+              p.serial_s);
+  std::printf("    compute %.4g s (busiest rank: %.3g patterns per step at %.4g patterns/s, %lld rank(s) per "
+              "device)",
+              p.compute_s, p.busiest_patterns_per_step, t.inputs.throughput / static_cast<double>(p.ranks_per_device),
+              static_cast<long long>(p.ranks_per_device));
+  if (p.fft_floor_s > 0) std::printf(", FFT floor %.4g s = %.0f%% of it", p.fft_floor_s, 100 * p.fft_floor_s / p.compute_s);
+  std::printf("\n    halo reduction %.4g s + refresh %.4g s (up to %lld messages, %s per rank per step), %s "
+              "allreduce %.4g s, step overhead %.4g s\n",
+              p.reduction_s, p.refresh_s, static_cast<long long>(p.max_messages_per_step),
+              format_bytes(p.max_bytes_per_step).c_str(),
+              t.inputs.allreduce == AllreduceAlgorithm::Ring ? "ring" : "tree", p.allreduce_s, p.overhead_s);
 }
 
 }  // namespace
@@ -44,6 +107,21 @@ int plan(int argc, char** argv) {
       ("batch-size", "patterns per optimiser step over all ranks (0: as reconstruct)", cxxopts::value<int64_t>()->default_value("0"))
       ("optimizer-states", "optimiser state copies per element (Adam 2, SGD 1)", cxxopts::value<int64_t>()->default_value("2"))
       ("show", "ranks to list in detail", cxxopts::value<int>()->default_value("4"))
+      ("precision", "float or double (bytes of the halos and the probe allreduce)",
+       cxxopts::value<std::string>()->default_value("float"))
+      ("throughput", "time model: measured patterns/s of one rank alone on one device", cxxopts::value<double>())
+      ("fft-floor-s", "time model: measured seconds of a batched FFT + inverse FFT of every pattern of this scan "
+       "on one device", cxxopts::value<double>()->default_value("0"))
+      ("step-overhead-s", "time model: fixed seconds per optimiser step on each rank",
+       cxxopts::value<double>()->default_value("0"))
+      ("devices", "time model: devices the ranks share (0: one per rank; on a CPU, cores with 1 thread per rank)",
+       cxxopts::value<int64_t>()->default_value("0"))
+      ("network", "time model: summit, h100-cluster or loopback-gloo", cxxopts::value<std::string>())
+      ("latency-us", "time model: custom network latency, microseconds", cxxopts::value<double>())
+      ("bandwidth-gbps", "time model: custom network bandwidth per node, gigabits/s", cxxopts::value<double>())
+      ("ranks-per-node", "time model: ranks sharing a node's bandwidth (custom network; 0: all)",
+       cxxopts::value<int>()->default_value("1"))
+      ("allreduce", "time model: ring or tree allreduce", cxxopts::value<std::string>()->default_value("ring"))
       ("h,help", "this help");
   add_load_options(o);
   o.parse_positional({"data"});
@@ -76,6 +154,11 @@ int plan(int argc, char** argv) {
   in.slices = r["slices"].as<int64_t>();
   in.chunk_size = r["chunk-size"].as<int64_t>();
   in.optimizer_state_copies = r["optimizer-states"].as<int64_t>();
+  const auto precision = r["precision"].as<std::string>();
+  TESSERA_REQUIRE(SettingsError, precision == "float" || precision == "double",
+                  "--precision must be float or double, got '", precision, "'");
+  in.real_bytes = precision == "double" ? 8 : 4;
+  const auto timing = time_model_settings(r);
   const int64_t N = geom.num_positions();
   int64_t batch = r["batch-size"].as<int64_t>();
   if (batch <= 0) batch = std::max<int64_t>(std::min<int64_t>(N, 32), (N + 7) / 8);
@@ -123,6 +206,7 @@ int plan(int argc, char** argv) {
               << format_bytes(sum_sent / K) << " (+ probe allreduce "
               << format_bytes(static_cast<double>(steps * in.probe_modes * geom.frame_h * geom.frame_w * 2 *
                                                    in.real_bytes)) << ")\n";
+    if (timing) print_time_prediction(geom, tiling, *timing, in, batch);
     const int show = std::min(r["show"].as<int>(), tiling.num_tiles());
     for (int k = 0; k < show; ++k) {
       const Tile& t = tiling.tile(k);
