@@ -24,11 +24,26 @@ run_suite() {  # build dir, title
   echo "=== $2: suite took $((SECONDS - start)) s ==="
 }
 
+# The installed package as a user's project sees it: cmake --install, then
+# examples/custom_parts (its own CMakeLists.txt, find_package(tessera)) built
+# against the installed tree and run.
+check_installed_package() {  # build dir
+  local prefix="$PWD/$1/install" example="$1/example" start=$SECONDS
+  rm -rf "$prefix" "$example"
+  cmake --install "$1" --prefix "$prefix" > "$1/install.log" 2>&1 || { cat "$1/install.log"; exit 1; }
+  cmake -S examples/custom_parts -B "$example" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$prefix" > "$1/example.log" 2>&1 || { cat "$1/example.log"; exit 1; }
+  cmake --build "$example" >> "$1/example.log" 2>&1 || { tail -50 "$1/example.log"; exit 1; }
+  (cd "$example" && OMP_NUM_THREADS=1 ./custom_parts) || { echo "examples/custom_parts failed"; exit 1; }
+  echo "=== installed package and examples/custom_parts: $((SECONDS - start)) s ==="
+}
+
 if [ "$which" != torch2 ]; then
   start=$SECONDS
   bash scripts/build.sh
   echo "=== build/ (LibTorch 1.13) took $((SECONDS - start)) s ==="
   run_suite build "Debian's LibTorch 1.13 (CPU)"
+  check_installed_package build
 fi
 if [ "$which" != debian ]; then
   start=$SECONDS
