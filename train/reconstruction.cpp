@@ -725,7 +725,13 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   return loss_sum;  // over every rank
 }
 
+void Reconstruction::release_frames() {
+  for (auto& wk : workers_) wk->frames = torch::Tensor();
+  frames_released_ = true;
+}
+
 IterationStats Reconstruction::iterate() {
+  TESSERA_REQUIRE(Error, !frames_released_, "the reconstruction's frames were released: no further iteration");
   const auto t0 = std::chrono::steady_clock::now();
   const double wait0 = exchange_->wait_seconds() + collective_wait_seconds_;
   const int64_t N = problem_.scan.num_positions();
