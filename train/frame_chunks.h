@@ -11,9 +11,10 @@
 
 namespace tessera {
 
-// Small beside any data set worth chunking, large enough for HDF5 to read at
-// full speed (256 frames of 128²).
-inline constexpr int64_t kFrameChunkBytes = int64_t{16} << 20;
+// Small beside any data set worth chunking (binning a piece holds about four
+// times its size in temporaries), large enough for HDF5 to read at full speed
+// (64 frames of 128²).
+inline constexpr int64_t kFrameChunkBytes = int64_t{4} << 20;
 
 // Calls piece(first_row, indices) for consecutive pieces of `indices`, each of
 // at most kFrameChunkBytes of frames of `frame_bytes` (at least one frame).
