@@ -58,32 +58,37 @@ struct Stem4dFile::Impl {
   void read_run(int64_t first, int64_t len, torch::Tensor out) const {
     if (len == 0) return;
     h5::silence_error_printing();
-    h5::Handle fspace(H5Dget_space(data.id()));
-    bool any = false;
-    auto select = [&](int64_t y0, int64_t x0, int64_t ny, int64_t nx) {
+    const int64_t last = first + len;  // exclusive
+    // One read per regular block of scan rows: HDF5 maps a union of
+    // hyperslabs onto the chunks element by element, a single hyperslab
+    // chunk by chunk.
+    int64_t row = 0;  // of `out`
+    auto read = [&](int64_t y0, int64_t x0, int64_t ny, int64_t nx) {
       if (ny <= 0 || nx <= 0) return;
+      h5::Handle fspace(H5Dget_space(data.id()));
       hsize_t start[4] = {static_cast<hsize_t>(y0), static_cast<hsize_t>(x0), 0, 0};
       hsize_t count[4] = {static_cast<hsize_t>(ny), static_cast<hsize_t>(nx), static_cast<hsize_t>(qy),
                           static_cast<hsize_t>(qx)};
-      if (H5Sselect_hyperslab(fspace.get(), any ? H5S_SELECT_OR : H5S_SELECT_SET, start, nullptr, count, nullptr) < 0)
+      if (H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0)
         fail(keys::kData, "cannot select patterns (HDF5: " + h5::take_error_message() + ")");
-      any = true;
+      // The memory space has the file selection's shape: with any other
+      // (say (ny * nx, qy, qx)) HDF5 maps it onto the chunks element by element.
+      h5::Handle mspace(H5Screate_simple(4, count, nullptr));
+      if (H5Dread(data.id(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT,
+                  out.data_ptr<float>() + row * qy * qx) < 0) {
+        const std::string hdf5 = h5::take_error_message();
+        fail(keys::kData, "patterns " + std::to_string(first) + " to " + std::to_string(last - 1) +
+                              " cannot be read (damaged or truncated file?)" + (hdf5.empty() ? "" : " (HDF5: " + hdf5 + ")"));
+      }
+      row += ny * nx;
     };
-    const int64_t last = first + len;  // exclusive
     const int64_t y_first = first / rx, y_last = (last - 1) / rx;
     if (y_first == y_last) {
-      select(y_first, first % rx, 1, len);
+      read(y_first, first % rx, 1, len);
     } else {
-      select(y_first, first % rx, 1, rx - first % rx);
-      select(y_first + 1, 0, y_last - y_first - 1, rx);
-      select(y_last, 0, 1, last - y_last * rx);
-    }
-    hsize_t mem_count[3] = {static_cast<hsize_t>(len), static_cast<hsize_t>(qy), static_cast<hsize_t>(qx)};
-    h5::Handle mspace(H5Screate_simple(3, mem_count, nullptr));
-    if (H5Dread(data.id(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT, out.data_ptr<float>()) < 0) {
-      const std::string hdf5 = h5::take_error_message();
-      fail(keys::kData, "patterns " + std::to_string(first) + " to " + std::to_string(last - 1) +
-                            " cannot be read (damaged or truncated file?)" + (hdf5.empty() ? "" : " (HDF5: " + hdf5 + ")"));
+      read(y_first, first % rx, 1, rx - first % rx);
+      read(y_first + 1, 0, y_last - y_first - 1, rx);
+      read(y_last, 0, 1, last - y_last * rx);
     }
   }
 

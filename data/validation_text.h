@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "src/io/hdf5.h"
@@ -94,13 +95,29 @@ struct BadCounts {
   }
 };
 
+// True when every value lies in [0, kMaxCountPerPixel] (NaN fails both
+// comparisons, an infinity the second). One pass without temporaries: the
+// tensor form, isfinite(block), allocates a full-size float copy and three
+// full-size bool arrays, 1.8 GB for a 1 GB read of frames.
+inline bool all_plausible_counts(const torch::Tensor& block) {
+  if (block.scalar_type() != torch::kFloat || !block.is_contiguous() || !block.device().is_cpu())
+    return torch::isfinite(block).all().item<bool>() && block.min().item<float>() >= 0.0f &&
+           block.max().item<float>() <= kMaxCountPerPixel;
+  const float* p = block.data_ptr<float>();
+  return at::parallel_reduce(
+      int64_t{0}, block.numel(), int64_t{1} << 16, true,
+      [p](int64_t b, int64_t e, bool ok) {
+        bool bad = false;
+        for (int64_t i = b; i < e; ++i) bad |= !(p[i] >= 0.0f && p[i] <= kMaxCountPerPixel);
+        return ok && !bad;
+      },
+      [](bool a, bool b) { return a && b; });
+}
+
 // block: (n, ...) float. Nothing when every value is finite and >= 0.
 inline std::optional<BadCounts> find_bad_counts(const torch::Tensor& block) {
   if (block.numel() == 0) return std::nullopt;
-  // Fast path: one reduction over everything.
-  if (torch::isfinite(block).all().item<bool>() && block.min().item<float>() >= 0.0f &&
-      block.max().item<float>() <= kMaxCountPerPixel)
-    return std::nullopt;
+  if (all_plausible_counts(block)) return std::nullopt;
   auto flat = block.reshape({block.size(0), -1});
   auto huge = torch::isfinite(flat) & (flat > kMaxCountPerPixel);
   auto bad_rows = (flat.isnan() | flat.isinf() | (flat < 0) | huge).any(1).nonzero().reshape({-1});

@@ -11,6 +11,7 @@
 #include "models/propagation.h"
 #include "src/error.h"
 #include "src/ops/patches.h"
+#include "src/reusable_buffer.h"
 #include "src/simd.h"
 
 namespace tessera {
@@ -268,9 +269,16 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
     const int64_t per_block = fused_loss_block(M, h, w, probe.scalar_type());
     const int64_t blocks = (B + per_block - 1) / per_block;
     torch::Tensor grad_windows, probe_partials, grad_object;
-    if (want_windows) grad_windows = torch::empty({B, h, w}, probe.options());
+    // Kept from call to call (src/reusable_buffer.h), except window
+    // gradients that backward needs for the positions.
+    if (want_windows)
+      grad_windows = positions.requires_grad()
+                         ? torch::empty({B, h, w}, probe.options())
+                         : reusable_buffer(BufferSlot::fused_window_gradients, {B, h, w}, probe.options());
     // Every block sets its partial (a block has at least one pattern).
-    if (want_probe) probe_partials = torch::empty({std::max<int64_t>(blocks, 1), M, h, w}, probe.options());
+    if (want_probe)
+      probe_partials = reusable_buffer(BufferSlot::fused_probe_partials, {std::max<int64_t>(blocks, 1), M, h, w},
+                                       probe.options());
     std::unique_ptr<ops::CpuOverlapAdder> adder;
     if (want_object) {
       adder = std::make_unique<ops::CpuOverlapAdder>(windows);

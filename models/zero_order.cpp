@@ -14,6 +14,25 @@ torch::Tensor to_fft_order(const torch::Tensor& frames, const PixelPoint& zero_o
   return torch::roll(frames, {-zy, -zx}, {-2, -1});
 }
 
+void to_fft_order_into(const torch::Tensor& frames, const PixelPoint& zero_order, torch::Tensor out) {
+  TESSERA_REQUIRE(Error, frames.dim() >= 2 && out.sizes() == frames.sizes(), "to_fft_order_into: frames of shape ",
+                  frames.sizes(), " into an array of shape ", out.sizes());
+  const int64_t h = frames.size(-2), w = frames.size(-1);
+  // out[i, j] = frames[(i + zy) mod h, (j + zx) mod w]: four block copies.
+  const int64_t zy = ((std::llround(zero_order.first) % h) + h) % h;
+  const int64_t zx = ((std::llround(zero_order.second) % w) + w) % w;
+  const std::pair<int64_t, int64_t> rows[2] = {{0, zy}, {h - zy, 0}};  // (out start, frames start) of each part
+  const std::pair<int64_t, int64_t> cols[2] = {{0, zx}, {w - zx, 0}};
+  const int64_t row_len[2] = {h - zy, zy}, col_len[2] = {w - zx, zx};
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 2; ++b) {
+      if (row_len[a] == 0 || col_len[b] == 0) continue;
+      out.narrow(-2, rows[a].first, row_len[a])
+          .narrow(-1, cols[b].first, col_len[b])
+          .copy_(frames.narrow(-2, rows[a].second, row_len[a]).narrow(-1, cols[b].second, col_len[b]));
+    }
+}
+
 PixelPoint zero_order_rest(const PixelPoint& z) {
   return {z.first - static_cast<double>(std::llround(z.first)), z.second - static_cast<double>(std::llround(z.second))};
 }

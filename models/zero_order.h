@@ -24,6 +24,9 @@ PixelPoint centred_zero_order(int64_t h, int64_t w);
 // Frames (..., h, w) as measured to FFT order: the pixel nearest to
 // `zero_order` goes to [0, 0]. For [h/2, w/2] this is ifftshift.
 torch::Tensor to_fft_order(const torch::Tensor& frames, const PixelPoint& zero_order);
+// The same written into `out` (same shape; any dtype and device copy_ takes),
+// with no temporary: frames are loaded piece by piece into one array.
+void to_fft_order_into(const torch::Tensor& frames, const PixelPoint& zero_order, torch::Tensor out);
 
 // The sub-pixel rest of the zero order that the probe carries as a tilt:
 // zero_order minus its nearest pixel, each in (-0.5, 0.5].

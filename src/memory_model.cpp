@@ -28,18 +28,37 @@ TileMemory predict(int64_t extent_pixels, int64_t patterns, int64_t total_patter
     per_step = std::min(per_step, static_cast<int64_t>(std::ceil(mean + 3 * std::sqrt(mean))));
   }
   const int64_t chunk = std::min<int64_t>(in.chunk_size, per_step);
-  // Per pattern of a chunk, at the peak of its backward pass: 2 complex
-  // arrays per slice (window patches and their gradient) and 4 per mode and
-  // slice (exit and far-field waves, forward and backward). Measured with
-  // bench_distributed on LibTorch 1.13 CPU, float, one slice: 16 + 32 M bytes
-  // per frame pixel for M = 1, 2, 3 modes, which this reproduces exactly.
-  const int64_t per_pattern = frame * c * (2 * in.slices + 4 * in.probe_modes * in.slices);
-  m.intermediates = chunk * per_pattern;
+  if (in.slices == 1) {
+    // The fused far-field loss (models/far_field_loss.h) keeps nothing of size
+    // (patterns, modes, h, w): the chunk's window gradients, one probe
+    // gradient per block of patterns (both kept from step to step), the
+    // chunk's object gradient until it is added to the tile's, and per thread
+    // one block of windows, exit waves, far fields and their adjoints.
+    const int64_t per_block = fused_loss_block_patterns(in.probe_modes, frame_h, frame_w, c);
+    const int64_t blocks = (chunk + per_block - 1) / per_block;
+    m.intermediates = chunk * frame * c + blocks * in.probe_modes * frame * c + extent_pixels * c +
+                      in.threads * per_block * frame * c * (1 + 3 * in.probe_modes);
+  } else {
+    // Multislice runs through autograd. Per pattern of a chunk, at the peak
+    // of its backward pass: 2 complex arrays per slice (window patches and
+    // their gradient) and 4 per mode and slice (exit and far-field waves,
+    // forward and backward). Measured with bench_distributed on LibTorch 1.13
+    // CPU, one slice, before the single-slice loss was fused (16 + 32 M bytes
+    // per frame pixel); not re-measured for multislice.
+    const int64_t per_pattern = frame * c * (2 * in.slices + 4 * in.probe_modes * in.slices);
+    m.intermediates = chunk * per_pattern;
+  }
+  m.baseline = in.baseline_bytes;
   m.exchange = 2 * in.slices * exchange_pixels * c;
   return m;
 }
 
 }  // namespace
+
+int64_t fused_loss_block_patterns(int64_t modes, int64_t h, int64_t w, int64_t complex_bytes) {
+  constexpr int64_t kBlockBytes = 128 * 1024;
+  return std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(modes * h * w * complex_bytes, 1));
+}
 
 TileMemory predict_tile_memory(const Tiling& tiling, int k, int64_t fh, int64_t fw, const MemoryModelInputs& in) {
   const Tile& t = tiling.tile(k);

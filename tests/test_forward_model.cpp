@@ -10,6 +10,7 @@
 #include "models/propagation.h"
 #include "models/ptycho_model.h"
 #include "src/error.h"
+#include "src/memory_model.h"
 
 using namespace tessera;
 
@@ -110,6 +111,38 @@ TEST(FusedDataLoss, ManyBlocks) {
     const auto& loss = loss_by_name(name);
     expect_same(run(p, loss, true), run(p, loss, false), name + " (40 patterns in blocks)");
   }
+}
+
+// The window gradients and the per-block probe gradients are arrays kept
+// from call to call (src/reusable_buffer.h): a call after a larger or a
+// smaller one, or after one that refined the positions, gives the same bits.
+TEST(FusedDataLoss, KeptBuffersGiveTheSameResultCallAfterCall) {
+  torch::manual_seed(23);
+  const auto big = make_problem(1, 2, false, 40, 32), small = make_problem(1, 2, false, 3, 32);
+  const auto& loss = loss_by_name("amplitude");
+  auto fixed_positions = [&](const Problem& p) {
+    PtychoModel model(p.object, p.probe, p.transfer);
+    auto value = model->data_loss(p.positions, p.measured, p.valid, loss);
+    (value * kScale).backward();
+    return std::make_tuple(value.item<double>(), model->object_real.grad().clone(), model->probe_real.grad().clone());
+  };
+  const auto first = fixed_positions(big);
+  fixed_positions(small);
+  run(big, loss, true);  // positions refined: its window gradients are not the kept ones
+  const auto again = fixed_positions(big);
+  EXPECT_EQ(std::get<0>(again), std::get<0>(first));
+  EXPECT_TRUE(torch::equal(std::get<1>(again), std::get<1>(first)));
+  EXPECT_TRUE(torch::equal(std::get<2>(again), std::get<2>(first)));
+}
+
+// The memory model (src/memory_model.h) sizes the fused loss's arrays by its blocks.
+TEST(FusedDataLoss, MemoryModelKnowsItsBlocks) {
+  for (int64_t modes : {1, 2, 3})
+    for (int64_t side : {16, 64, 100, 128, 256})
+      for (auto type : {torch::kComplexFloat, torch::kComplexDouble})
+        EXPECT_EQ(fused_loss_block_patterns(modes, side, side, static_cast<int64_t>(c10::elementSize(type))),
+                  fused_loss_block(modes, side, side, type))
+            << modes << " modes, " << side << "², " << type;
 }
 
 // Threads claim blocks and bands as they come free: the loss and every

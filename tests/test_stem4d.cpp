@@ -27,6 +27,7 @@
 #include "src/error.h"
 #include "src/io/hdf5.h"
 #include "src/threads.h"
+#include "train/frame_chunks.h"
 #include "train/pattern_reduction.h"
 #include "train/reconstruction.h"
 #include "train/run.h"
@@ -888,6 +889,32 @@ TEST_F(Stem4dTest, ShadowShiftFindsRotationAndDefocusSign) {
 // Electron optics for a CXI file: the same data written as CXI (wavelength,
 // distance and pixel giving the same reciprocal pixel p / (λ z)) load into the
 // same problem, aberration probe included, as the 4D-STEM file.
+TEST_F(Stem4dTest, BinningPieceByPieceEqualsBinningAtOnce) {
+  // 576 patterns of 96 x 96 (20.3 MiB): more than one piece of
+  // kFrameChunkBytes at full resolution, so the load bins piece by piece.
+  Stem4dContent c = content(true);
+  c.data = torch::floor(torch::rand({24, 24, 96, 96}) * 50);
+  auto bad = torch::zeros({96, 96}, torch::kInt32);
+  bad[40][41] = 1;
+  bad[0][5] = 1;
+  c.bad_pixels = bad;
+  c.truth.reset();
+  ASSERT_GT(576 * 96 * 96 * 4, kFrameChunkBytes);
+  const std::string p = path("pieces.h5");
+  write_stem4d(p, c);
+  LoadOptions o;
+  o.bin = 2;
+  o.zero_order = std::make_pair(47.0, 49.0);
+  auto problem = ScanProblem::from_file(p, o);
+  std::vector<int64_t> every(576);
+  std::iota(every.begin(), every.end(), 0);
+  std::swap(every[3], every[500]);  // runs of any order
+  Stem4dFile file(p);
+  PatternReduction r(96, 96, 0, 0, 2, p, o.zero_order);
+  const auto at_once = r.frames(file.read_frames(every), file.valid_mask());
+  EXPECT_TRUE(torch::equal(problem.read_frames(every), at_once));
+}
+
 TEST_F(Stem4dTest, ElectronOpticsForCxiFiles) {
   auto stem = simulate_stem4d(rotated_scan(0, 250));
   write_stem4d(path("s.h5"), stem);

@@ -132,3 +132,32 @@ TEST(Tiling, PaperScalePlanIsFast) {
   const auto one = predict_tile_memory(t, 2000, 128, 128, in).total();
   EXPECT_GT(whole, 100 * one) << "a 4-pattern tile must need far less than the whole problem";
 }
+
+TEST(Tiling, MemoryModelTerms) {
+  // 400 patterns of 64² on a 20 x 20 raster, one process, Adam, float.
+  auto g = raster(20, 20, 5.0, 64, 0.0);
+  MemoryModelInputs in;
+  in.batch_size = 400;
+  const auto m = predict_undecomposed_memory(g, in);
+  const int64_t c = 8, frame = 64 * 64, extent = g.object_h * g.object_w;
+  EXPECT_EQ(m.baseline, 0);
+  EXPECT_EQ(m.patterns, 400 * frame * 4);
+  EXPECT_EQ(m.object, extent * c * 4);
+  EXPECT_EQ(m.probe, frame * c * 4);
+  // Fused loss, blocks of 4 patterns of 64²: the chunk's window gradients,
+  // 16 block probe gradients, the chunk's object gradient, one thread's block
+  // (windows, exit waves, far fields and adjoints).
+  ASSERT_EQ(fused_loss_block_patterns(1, 64, 64, c), 4);
+  EXPECT_EQ(m.intermediates, 64 * frame * c + 16 * frame * c + extent * c + 4 * frame * c * 4);
+  in.threads = 3;
+  EXPECT_EQ(predict_undecomposed_memory(g, in).intermediates - m.intermediates, 2 * 4 * frame * c * 4);
+  in.threads = 1;
+  // The process baseline is counted once, in the total.
+  in.baseline_bytes = 150 << 20;
+  const auto b = predict_undecomposed_memory(g, in);
+  EXPECT_EQ(b.baseline, 150 << 20);
+  EXPECT_EQ(b.total() - m.total(), 150 << 20);
+  // Multislice keeps the autograd form: 2 + 4 M complex arrays per pattern and slice.
+  in.slices = 2;
+  EXPECT_EQ(predict_undecomposed_memory(g, in).intermediates, 64 * frame * c * (2 * 2 + 4 * 2));
+}

@@ -58,6 +58,22 @@ TEST(ZeroOrder, ShiftToFftOrderIsIfftshiftWhenCentred) {
   EXPECT_NEAR(rest.second, -0.4, 1e-12);
 }
 
+TEST(ZeroOrder, ShiftIntoAnArrayEqualsTheRoll) {
+  // Frames are loaded piece by piece into one array (train/frame_chunks.h):
+  // the copy must be the roll exactly, for any zero order and into double.
+  auto frames = torch::rand({3, 12, 10});
+  for (const PixelPoint& z : {PixelPoint{6, 5}, PixelPoint{0, 0}, PixelPoint{11.4, 0.6}, PixelPoint{2.5, 9}}) {
+    auto out = torch::empty({3, 12, 10});
+    to_fft_order_into(frames, z, out);
+    EXPECT_TRUE(torch::equal(out, to_fft_order(frames, z))) << z.first << ", " << z.second;
+    auto wide = torch::empty({3, 12, 10}, torch::kFloat64);
+    to_fft_order_into(frames, z, wide);
+    EXPECT_TRUE(torch::equal(wide, to_fft_order(frames, z).to(torch::kFloat64)));
+  }
+  auto wrong = torch::empty({3, 10, 12});
+  EXPECT_THROW(to_fft_order_into(frames, {6, 5}, wrong), Error);
+}
+
 TEST(ZeroOrder, TiltMovesTheFarFieldCentreBySubPixels) {
   auto p = aperture_probe(64).to(torch::kComplexDouble);
   const auto c0 = far_field_centre(p);

@@ -18,6 +18,7 @@
 #include "src/comm/setup_agreement.h"
 #include "src/error.h"
 #include "src/ops/patches.h"
+#include "train/frame_chunks.h"
 
 namespace tessera {
 
@@ -320,12 +321,16 @@ torch::Tensor Reconstruction::read_frames(const std::vector<int64_t>& indices) c
   const int64_t h = problem_.scan.frame_h, w = problem_.scan.frame_w;
   const auto options = torch::TensorOptions().dtype(real_dtype_).device(settings_.device);
   if (indices.empty()) return torch::zeros({0, h, w}, options);
-  auto frames = problem_.read_frames(indices);
-  TESSERA_REQUIRE(DataError, frames.dim() == 3 && frames.size(0) == static_cast<int64_t>(indices.size()) &&
-                                 frames.size(1) == h && frames.size(2) == w,
-                  problem_.source, ": frames have shape ", frames.sizes(), ", expected (", indices.size(), ", ", h,
-                  ", ", w, ")");
-  return to_fft_order(frames, zero_order_).to(options).contiguous();
+  auto out = torch::empty({static_cast<int64_t>(indices.size()), h, w}, options);
+  for_each_frame_chunk(indices, h * w * 4, [&](int64_t row, const std::vector<int64_t>& piece) {
+    auto frames = problem_.read_frames(piece);
+    TESSERA_REQUIRE(DataError, frames.dim() == 3 && frames.size(0) == static_cast<int64_t>(piece.size()) &&
+                                   frames.size(1) == h && frames.size(2) == w,
+                    problem_.source, ": frames have shape ", frames.sizes(), ", expected (", piece.size(), ", ", h,
+                    ", ", w, ")");
+    to_fft_order_into(frames, zero_order_, out.narrow(0, row, frames.size(0)));
+  });
+  return out;
 }
 
 void Reconstruction::update_worker_positions(TileWorker& wk) const {
@@ -749,7 +754,13 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   return loss_sum;  // over every rank
 }
 
+void Reconstruction::release_frames() {
+  for (auto& wk : workers_) wk->frames = torch::Tensor();
+  frames_released_ = true;
+}
+
 IterationStats Reconstruction::iterate() {
+  TESSERA_REQUIRE(Error, !frames_released_, "the reconstruction's frames were released: no further iteration");
   const auto t0 = std::chrono::steady_clock::now();
   const double wait0 = exchange_->wait_seconds() + collective_wait_seconds_;
   const int64_t N = problem_.scan.num_positions();

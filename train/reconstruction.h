@@ -47,6 +47,10 @@ class Reconstruction {
 
   IterationStats iterate();
   int iteration() const { return iteration_; }
+  // Drops this process's measured frames once no iteration follows, so that
+  // writing and scoring the result do not add to the run's peak memory;
+  // iterate() then refuses to run.
+  void release_frames();
 
   // Whole object (L, H, W) and probe (M, h, w), complex. With several ranks the
   // object is gathered on rank 0 (other ranks get an undefined tensor).
@@ -137,6 +141,7 @@ class Reconstruction {
   torch::Tensor loss_mask_;  // valid_fft_ if some pixel is excluded, else undefined
   torch::Dtype real_dtype_ = torch::kFloat32;
   int iteration_ = 0;
+  bool frames_released_ = false;
   int64_t batch_size_ = 0;
   double object_rate_ = 0, probe_rate_ = 0;
   mutable double collective_wait_seconds_ = 0;  // blocked in allreduces so far

@@ -340,6 +340,7 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.iterations = rec.iteration();
   summary.final_loss = writer.loss.empty() ? 0 : writer.loss.back();
+  rec.release_frames();
   writer.write(rec, true, good_object, good_probe, gather_optimizer_states(rec, comm.get()));
   summary.score = root ? score_against_truth(rec.problem(), good_object) : std::nullopt;
   if (root) {

@@ -8,6 +8,7 @@
 #include "src/electron_optics.h"
 #include "src/error.h"
 #include "models/zero_order.h"
+#include "train/frame_chunks.h"
 #include "train/pattern_reduction.h"
 
 namespace tessera {
@@ -54,7 +55,15 @@ void load_scan(ScanProblem& p, const torch::Tensor& positions_m, const LoadOptio
   p.valid_mask = r.valid(full_valid);
   if (p.probe_guess) p.probe_guess = r.probe(*p.probe_guess);
   auto read = p.read_frames;
-  p.read_frames = [read, r, full_valid](const std::vector<int64_t>& idx) { return r.frames(read(idx), full_valid); };
+  const int64_t full_frame_bytes = full.frame_h * full.frame_w * 4;
+  p.read_frames = [read, r, full_valid, full_frame_bytes](const std::vector<int64_t>& idx) {
+    // Full-resolution frames only a piece at a time (train/frame_chunks.h).
+    auto out = torch::empty({static_cast<int64_t>(idx.size()), r.out_h(), r.out_w()}, torch::kFloat);
+    for_each_frame_chunk(idx, full_frame_bytes, [&](int64_t row, const std::vector<int64_t>& piece) {
+      out.narrow(0, row, static_cast<int64_t>(piece.size())).copy_(r.frames(read(piece), full_valid));
+    });
+    return out;
+  };
   p.scan = place(p.experiment);
   if (!p.truth) return;
   const bool same_pixel = std::fabs(p.experiment.pixel_y_m() - full.pixel_y_m()) <= 1e-9 * full.pixel_y_m() &&

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "src/error.h"
+#include "src/process_memory.h"
 #include "train/cli/arguments.h"
 #include "train/cli/commands.h"
 
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::string cmd = argv[1];
+  tessera::set_allocator_policy();
   try {
     if (cmd == "simulate") return tessera::cli::simulate(argc - 1, argv + 1);
     if (cmd == "info") return tessera::cli::info(argc - 1, argv + 1);

@@ -8,6 +8,7 @@
 #include "src/error.h"
 #include "src/memory_model.h"
 #include "src/network_model.h"
+#include "src/process_memory.h"
 #include "src/time_model.h"
 #include "train/cli/arguments.h"
 #include "train/cli/commands.h"
@@ -91,6 +92,8 @@ void print_time_prediction(const ScanGeometry& geom, const Tiling& tiling, TimeS
 }  // namespace
 
 int plan(int argc, char** argv) {
+  // Before any work: what every rank holds besides its arrays.
+  const int64_t baseline = resident_bytes();
   cxxopts::Options o("tessera plan",
                      "Tiling, neighbours, predicted memory per rank and halo traffic, without reconstructing. "
                      "Give a data file, or describe a raster scan (defaults: the paper's 126 x 132 grid).");
@@ -159,6 +162,7 @@ int plan(int argc, char** argv) {
                   "--precision must be float or double, got '", precision, "'");
   in.real_bytes = precision == "double" ? 8 : 4;
   const auto timing = time_model_settings(r);
+  in.baseline_bytes = std::max<int64_t>(baseline, 0) + kReconstructionRuntimeBytes;
   const int64_t N = geom.num_positions();
   int64_t batch = r["batch-size"].as<int64_t>();
   if (batch <= 0) batch = std::max<int64_t>(std::min<int64_t>(N, 32), (N + 7) / 8);
@@ -168,9 +172,15 @@ int plan(int argc, char** argv) {
   const auto whole = predict_undecomposed_memory(geom, in);
   std::cout << "scan: " << what << ", " << N << " patterns of " << geom.frame_h << "x" << geom.frame_w << ", object "
             << geom.object_h << "x" << geom.object_w << " px, " << steps << " optimiser steps per iteration\n"
-            << "undecomposed process: " << format_bytes(whole.total()) << " (object+state "
-            << format_bytes(whole.object) << ", patterns " << format_bytes(whole.patterns) << ", intermediates "
-            << format_bytes(whole.intermediates) << ")\n";
+            << "undecomposed process: " << format_bytes(whole.total()) << " (process baseline "
+            << format_bytes(whole.baseline) << ", object+state " << format_bytes(whole.object) << ", patterns "
+            << format_bytes(whole.patterns) << ", intermediates " << format_bytes(whole.intermediates) << ")\n"
+            << "  process baseline, once per rank: this process's resident size at start (the same LibTorch and "
+               "libraries as reconstruct), "
+            << (baseline < 0 ? std::string("not measurable here (no /proc/self/status), counted as 0")
+                             : format_bytes(static_cast<double>(baseline)))
+            << ", + " << format_bytes(static_cast<double>(kReconstructionRuntimeBytes))
+            << " that a running reconstruction adds (measured once, src/memory_model.h)\n";
   for (int K : parse_ranks(r["ranks"].as<std::string>())) {
     auto tiling = Tiling::automatic(geom, K);
     // One pass over the links for every tile (1M links at K = 4158).
