@@ -287,7 +287,7 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
     std::cout << std::endl;
     if (const auto& e = rec.defocus_estimate()) {
       std::cout << "probe defocus from the shadow parallax (" << e->positions << " positions, " << e->detector_groups
-                << " detector blocks): ";
+                << " detector blocks, aperture edge at " << e->radius_px << " px): ";
       if (e->reliable)
         std::cout << e->edge_phase_rad << " rad at the aperture edge (coherence " << e->coherence << ", opposite sign "
                   << e->mirror << " as good)";
