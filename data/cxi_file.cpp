@@ -413,10 +413,11 @@ CxiFile::CxiFile(const std::string& path) {
                       std::to_string(w) + " like the frames (or modes × " + std::to_string(h) + " × " + std::to_string(w) + ")");
     // Checked before anything reads it: a damaged or hostile header could
     // declare billions of modes, and reading them would exhaust memory first.
-    const double gib = static_cast<double>(shape.size() == 3 ? shape[0] : 1) * static_cast<double>(h) *
-                       static_cast<double>(w) * 8.0 / (1024.0 * 1024.0 * 1024.0);
+    const int64_t modes = shape.size() == 3 ? shape[0] : 1;
+    const double gib = static_cast<double>(modes) * static_cast<double>(h) * static_cast<double>(w) * 8.0 /
+                       (1024.0 * 1024.0 * 1024.0);
     if (gib > 4)
-      s.fail(key, "declares " + std::to_string(shape[0]) + " probe modes (" + std::to_string(static_cast<int64_t>(gib)) +
+      s.fail(key, "declares " + std::to_string(modes) + " probe modes (" + std::to_string(static_cast<int64_t>(gib)) +
                       " GiB as complex64); a probe guess holds a few modes");
     s.probe_key = key;
     break;

@@ -103,11 +103,12 @@ DefocusEstimate estimate_defocus(const torch::Tensor& frames, const torch::Tenso
 
   // Each block's virtual image over the scan, as contrast relative to its mean.
   auto membership = torch::zeros({h * w, G}, torch::kFloat64);
+  auto member = membership.accessor<double, 2>();
   std::vector<double> gy(G), gx(G);
   for (int64_t g = 0; g < G; ++g) {
     double sy = 0, sx = 0;
     for (int64_t pix : groups[g]) {
-      membership[pix][g] = 1.0 / static_cast<double>(groups[g].size());
+      member[pix][g] = 1.0 / static_cast<double>(groups[g].size());
       sy += qyp[pix / w];
       sx += qxp[pix % w];
     }

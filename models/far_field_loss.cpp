@@ -10,6 +10,7 @@
 
 #include "models/propagation.h"
 #include "src/error.h"
+#include "src/memory_model.h"
 #include "src/ops/patches.h"
 #include "src/reusable_buffer.h"
 #include "src/simd.h"
@@ -372,11 +373,8 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
 }  // namespace
 
 int64_t fused_loss_block(int64_t modes, int64_t h, int64_t w, torch::ScalarType complex_type) {
-  // About 128 KiB of exit waves per block: with the far field, the gradient
-  // and the patches it is a few hundred KiB, inside a core's L2 cache.
-  constexpr int64_t kBlockBytes = 128 * 1024;
-  const int64_t pattern_bytes = modes * h * w * static_cast<int64_t>(c10::elementSize(complex_type));
-  return std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(pattern_bytes, 1));
+  // One definition, which the memory model (src/, below models/) shares.
+  return fused_loss_block_patterns(modes, h, w, static_cast<int64_t>(c10::elementSize(complex_type)));
 }
 
 torch::Tensor far_field_loss(const torch::Tensor& exit_waves, const torch::Tensor& measured,

@@ -56,6 +56,8 @@ TileMemory predict(int64_t extent_pixels, int64_t patterns, int64_t total_patter
 }  // namespace
 
 int64_t fused_loss_block_patterns(int64_t modes, int64_t h, int64_t w, int64_t complex_bytes) {
+  // About 128 KiB of exit waves per block: with the far field, the gradient
+  // and the patches it is a few hundred KiB, inside a core's L2 cache.
   constexpr int64_t kBlockBytes = 128 * 1024;
   return std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(modes * h * w * complex_bytes, 1));
 }

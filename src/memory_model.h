@@ -45,8 +45,9 @@ struct TileMemory {
   int64_t total() const { return baseline + object + probe + patterns + intermediates + exchange; }
 };
 
-// Patterns per block of the fused far-field loss (models/far_field_loss.h,
-// fused_loss_block; a test checks that both agree).
+// Patterns per block of the fused far-field loss: defined here, where the
+// memory model needs it, and used by models/far_field_loss.h's
+// fused_loss_block (models sit above src).
 int64_t fused_loss_block_patterns(int64_t modes, int64_t h, int64_t w, int64_t complex_bytes);
 
 // Bytes of complex elements per object/probe pixel is 2 * real_bytes.

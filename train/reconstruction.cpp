@@ -83,23 +83,24 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
   const bool guessed = s.use_file_probe && problem_.probe_guess;
   if (guessed || s.defocus_start == "focused") return;
-  if (s.defocus_start == "parallax" && start_from_estimated_defocus()) return;
+  // The focused probe from the data, and the aperture any defocus refers to
+  // (about the zero order).
+  const ProbeStart start{workers_.front()->model->probe().detach().clone(), zero_order_rest(zero_order_)};
+  const double radius = aperture_radius_px(start.probe, start.centre);
+  if (s.defocus_start == "parallax" && start_from_estimated_defocus(start, radius)) return;
   if (!s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
       optimizer_->scaling != StepScaling::LineSearch)
-    search_probe_defocus();
+    search_probe_defocus(start, radius);
 }
 
-bool Reconstruction::start_from_estimated_defocus() {
+bool Reconstruction::start_from_estimated_defocus(const ProbeStart& start, double radius) {
   // Every rank reads the same central block of the scan, but only rank 0's
   // answer is used, so that no rounding difference can split the ranks.
-  const auto base = workers_.front()->model->probe().detach().clone();
-  const auto centre = zero_order_rest(zero_order_);
-  const double radius = aperture_radius_px(base, centre);
   const auto& positions = problem_.scan.positions_px;
   const auto idx = central_positions(positions);
-  auto frames = to_fft_order(problem_.read_frames(idx), zero_order_).to(torch::kFloat64);
+  auto frames = read_frames(idx).to(torch::kFloat64).cpu();
   auto block = positions.to(torch::kFloat64).cpu().index_select(0, torch::tensor(idx, torch::kInt64));
-  defocus_estimate_ = estimate_defocus(frames, valid_fft_.cpu(), block, centre, radius);
+  defocus_estimate_ = estimate_defocus(frames, valid_fft_.cpu(), block, start.centre, radius);
   auto answer = torch::tensor({defocus_estimate_->reliable ? 1.0 : 0.0, defocus_estimate_->edge_phase_rad},
                               torch::kFloat64);
   if (comm_ && comm_->size() > 1) {
@@ -109,7 +110,7 @@ bool Reconstruction::start_from_estimated_defocus() {
   if (answer[0].item<double>() == 0) return false;
   defocus_estimate_->reliable = true;
   defocus_estimate_->edge_phase_rad = answer[1].item<double>();
-  reset(add_defocus(base, defocus_estimate_->edge_phase_rad, radius, centre));
+  reset(add_defocus(start.probe, defocus_estimate_->edge_phase_rad, radius, start.centre));
   return true;
 }
 
@@ -291,14 +292,12 @@ void Reconstruction::reset(const torch::Tensor& probe) {
   make_optimizers();
 }
 
-void Reconstruction::search_probe_defocus() {
+void Reconstruction::search_probe_defocus(const ProbeStart& start, double radius) {
   // The mean pattern fixes the probe's aperture but not its phase. A few
   // iterations from each candidate defocus tell them apart by the data loss
   // (a flat object alone cannot: every candidate fits it equally); every rank
   // sees the same summed losses and so picks the same candidate.
-  const auto base = workers_.front()->model->probe().detach().clone();
-  const auto centre = zero_order_rest(zero_order_);
-  const double radius = aperture_radius_px(base, centre);
+  const auto& [base, centre] = start;
   double best = 0, best_loss = std::numeric_limits<double>::infinity();
   defocus_losses_.clear();
   for (double c : settings_.defocus_candidates) {

@@ -109,9 +109,16 @@ class Reconstruction {
 
   // Object back to 1, the given probe, fresh optimisers, iteration 0.
   void reset(const torch::Tensor& probe);
-  void search_probe_defocus();
+  // The probe a defocus start is added to, and the zero order's sub-pixel
+  // rest that the defocus is centred on.
+  struct ProbeStart {
+    torch::Tensor probe;
+    std::pair<double, double> centre;
+  };
+  // radius: the aperture radius (pixels) the candidates' phases refer to.
+  void search_probe_defocus(const ProbeStart& start, double radius);
   // Starts the probe from the defocus the shadow parallax shows; false when the data show none.
-  bool start_from_estimated_defocus();
+  bool start_from_estimated_defocus(const ProbeStart& start, double radius);
   void make_optimizers();
   torch::Tensor read_frames(const std::vector<int64_t>& indices) const;  // (n, h, w) FFT order, working dtype
   void update_worker_positions(TileWorker& worker) const;

@@ -2,6 +2,7 @@
 // Checks of command-line arguments shared by the subcommands: what cxxopts
 // accepts silently but a user did not mean.
 #include <cxxopts.hpp>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -70,6 +71,14 @@ inline std::string name_the_option(const std::string& message, int argc, char** 
   if (value.empty() || message.find("failed to parse") == std::string::npos) return message;
   // Options whose value, or an element of their comma-separated list, is
   // exactly the text; failing that, whose value contains it.
+  auto holds = [&](const std::string& given, bool exact) {
+    if (!exact) return given.find(value) != std::string::npos;
+    std::stringstream list(given);
+    std::string item;
+    while (std::getline(list, item, ','))
+      if (item == value) return true;
+    return false;
+  };
   auto matching = [&](bool exact) {
     std::string options;
     for (int i = 1; i < argc; ++i) {
@@ -77,13 +86,7 @@ inline std::string name_the_option(const std::string& message, int argc, char** 
       if (arg.rfind("-", 0) != 0) continue;
       const auto eq = arg.find('=');
       const std::string given = eq != std::string::npos ? arg.substr(eq + 1) : (i + 1 < argc ? argv[i + 1] : "");
-      bool hit = !exact && given.find(value) != std::string::npos;
-      for (size_t a = 0; exact && a <= given.size();) {
-        const auto b = std::min(given.find(',', a), given.size());
-        hit = hit || given.compare(a, b - a, value) == 0;
-        a = b + 1;
-      }
-      if (hit) options += (options.empty() ? "" : " or ") + arg.substr(0, eq);
+      if (holds(given, exact)) options += (options.empty() ? "" : " or ") + arg.substr(0, eq);
     }
     return options;
   };
