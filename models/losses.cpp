@@ -5,6 +5,7 @@
 #include <map>
 
 #include "src/error.h"
+#include "src/registry.h"
 #include "src/simd.h"
 
 namespace tessera {
@@ -146,15 +147,15 @@ PixelLoss pixelwise() {
           far_field_loss_kernel<Pixel, double>};
 }
 
-std::map<std::string, LossInfo>& registry() {
-  static std::map<std::string, LossInfo> r = [] {
-    std::map<std::string, LossInfo> m;
-    m["amplitude"] = {"amplitude", "Gaussian noise on amplitudes: sum (sqrt(I_pred) - sqrt(I))^2",
-                      amplitude_loss, 2.0, false, pixelwise<AmplitudePixel>()};
-    m["intensity"] = {"intensity", "Gaussian noise on intensities: sum (I_pred - I)^2", intensity_loss,
-                      8.0, true, pixelwise<IntensityPixel>()};
-    m["poisson"] = {"poisson", "Poisson negative log-likelihood: sum (I_pred - I log I_pred)",
-                    poisson_loss, 4.0, false, pixelwise<PoissonPixel>()};
+Registry<LossInfo>& registry() {
+  static Registry<LossInfo> r = [] {
+    Registry<LossInfo> m("loss");
+    m.add({"amplitude", "Gaussian noise on amplitudes: sum (sqrt(I_pred) - sqrt(I))^2", amplitude_loss, 2.0, false,
+           pixelwise<AmplitudePixel>()});
+    m.add({"intensity", "Gaussian noise on intensities: sum (I_pred - I)^2", intensity_loss, 8.0, true,
+           pixelwise<IntensityPixel>()});
+    m.add({"poisson", "Poisson negative log-likelihood: sum (I_pred - I log I_pred)", poisson_loss, 4.0, false,
+           pixelwise<PoissonPixel>()});
     return m;
   }();
   return r;
@@ -162,22 +163,10 @@ std::map<std::string, LossInfo>& registry() {
 
 }  // namespace
 
-void register_loss(LossInfo info) { registry()[info.name] = std::move(info); }
+void register_loss(LossInfo info) { registry().add(std::move(info)); }
 
-const LossInfo& loss_by_name(const std::string& name) {
-  auto it = registry().find(name);
-  if (it == registry().end()) {
-    std::string known;
-    for (auto& n : loss_names()) known += (known.empty() ? "" : ", ") + n;
-    throw SettingsError("unknown loss '" + name + "'; choose one of: " + known);
-  }
-  return it->second;
-}
+const LossInfo& loss_by_name(const std::string& name) { return registry().get(name); }
 
-std::vector<std::string> loss_names() {
-  std::vector<std::string> v;
-  for (auto& [k, _] : registry()) v.push_back(k);
-  return v;
-}
+std::vector<std::string> loss_names() { return registry().names(); }
 
 }  // namespace tessera

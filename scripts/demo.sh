@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/build.sh
 mkdir -p results
 ./build/train/tessera simulate --output results/demo.cxi
-./build/train/tessera reconstruct results/demo.cxi --output results/demo_result.h5 --iterations 100
+./build/train/tessera reconstruct --config scripts/demo.toml   # the settings: scripts/demo.toml

@@ -295,7 +295,7 @@ TEST(Cli, AbsurdInputIsRefusedNamingIt) {
       // cxxopts's own conversion errors, which did not name the option.
       {"--object-rate nan", "--object-rate: 'nan'"}, {"--rate-scale=abc", "--rate-scale: 'abc'"},
       {"--defocus-candidates 4,x", "--defocus-candidates: 'x'"},
-      {"--defocus-start sideways", "defocus-start must be parallax, search or focused"},
+      {"--defocus-start sideways", "--defocus-start must be one of parallax, search, focused"},
       {"--defocus-search-iterations -1", "defocus-search-iterations must be >= 0"}};
   for (const auto& [options, named] : refused) {
     auto o = run(base + options);
@@ -399,8 +399,7 @@ TEST(Cli, AFullDiskEndsWithAMessageAndExitCodeOne) {
   fs::create_directories(dir);
   const auto data = (dir / "data.cxi").string(), out = (dir / "r.h5").string();
   ASSERT_EQ(run("simulate -o " + data + " --scan 12 --frame 32 --step 4").code, 0);
-  const std::string cmd = "bash -c 'trap \"\" XFSZ; ulimit -f 64; exec " + std::string(TESSERA_BINARY_DIR) +
-                          "/train/tessera reconstruct " + data + " -o " + out +
+  const std::string cmd = "bash -c 'trap \"\" XFSZ; ulimit -f 64; exec " + tool_path() + " reconstruct " + data + " -o " + out +
                           " -i 2 --threads 1 --no-previews --checkpoint-every 1' 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);

@@ -37,7 +37,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-const std::string kTessera = TESSERA_BINARY_DIR "/train/tessera";
+// TESSERA_TOOL=/path/to/tessera: the same tests against another build (tests/tool_run.h).
+const std::string kTessera = [] {
+  const char* other = std::getenv("TESSERA_TOOL");
+  return other && *other ? std::string(other) : std::string(TESSERA_BINARY_DIR "/train/tessera");
+}();
 
 using child_process::Child;
 using child_process::describe_status;

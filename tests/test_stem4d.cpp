@@ -631,6 +631,10 @@ TEST_F(Stem4dTest, FormatDetectionAndLoadOptions) {
   EXPECT_EQ(x_binned.read_frames({0, 1}).sizes(), (torch::IntArrayRef{2, 8, 8}));
   LoadOptions no_aperture;
   no_aperture.defocus_angstrom = 10;
+  // On this X-ray file electron optics are refused as such (issue 14) ...
+  expect_error<SettingsError>([&] { ScanProblem::from_file(cxi, no_aperture); }, {"--defocus-angstrom", "X-ray"});
+  // ... and declared electron data still need the aperture.
+  no_aperture.energy_kev = 300;
   expect_error<SettingsError>([&] { ScanProblem::from_file(cxi, no_aperture); }, {"no convergence semi-angle"});
 
   // Full patterns: the sample pixel 1/(N Δk), the file's optics give the probe.
@@ -953,6 +957,20 @@ TEST_F(Stem4dTest, ElectronOpticsForCxiFiles) {
   no_aperture.defocus_angstrom = 100;
   expect_error<SettingsError>([&] { ScanProblem::from_file(path("x.cxi"), no_aperture); },
                               {path("x.cxi"), "no convergence semi-angle"});
+  // Issue 14: electron optics on X-ray data (a 1.5 Å wavelength is 0.067 keV
+  // electrons) is refused, naming the option and the way out.
+  CxiContent xray = x;
+  xray.geometry.wavelength_m = 1.5e-10;
+  write_cxi(path("xray.cxi"), xray);
+  LoadOptions aperture_only;
+  aperture_only.convergence_mrad = 20;
+  expect_error<SettingsError>([&] { ScanProblem::from_file(path("xray.cxi"), aperture_only); },
+                              {path("xray.cxi"), "--convergence-mrad", "X-ray", "--energy-kev"});
+  aperture_only.energy_kev = 300;  // the user says the beam is 300 keV electrons
+  EXPECT_TRUE(ScanProblem::from_file(path("xray.cxi"), aperture_only).probe_guess.has_value());
+  aperture_only.energy_kev = 1e-6;
+  expect_error<SettingsError>([&] { ScanProblem::from_file(path("xray.cxi"), aperture_only); },
+                              {"--energy-kev", "keV"});
   // 4D-STEM files carry their energy: a different one is refused, naming the key.
   expect_error<SettingsError>([&] { ScanProblem::from_file(path("s.h5"), other); }, {"--energy-kev", keys::kEnergy});
   EXPECT_NEAR(electron::energy_kev_from_wavelength(electron::wavelength_angstrom(300)), 300, 1e-9);

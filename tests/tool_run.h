@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 struct ToolOutput {
@@ -11,8 +12,15 @@ struct ToolOutput {
   std::string text;  // standard output and error together
 };
 
+// TESSERA_TOOL=/path/to/tessera runs the same tests against another build,
+// e.g. the code before a fix, to show that its regression test fails there.
+inline std::string tool_path() {
+  const char* other = std::getenv("TESSERA_TOOL");
+  return other && *other ? std::string(other) : std::string(TESSERA_BINARY_DIR) + "/train/tessera";
+}
+
 inline ToolOutput run(const std::string& args) {
-  const std::string cmd = std::string(TESSERA_BINARY_DIR) + "/train/tessera " + args + " 2>&1";
+  const std::string cmd = tool_path() + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string text;
   std::array<char, 4096> buf{};

@@ -6,36 +6,37 @@
 #include <map>
 
 #include "src/error.h"
+#include "src/registry.h"
 #include "train/fused_adam.h"
 
 namespace tessera {
 namespace {
 
-std::map<std::string, OptimizerInfo>& registry() {
-  static std::map<std::string, OptimizerInfo> r = [] {
+Registry<OptimizerInfo>& registry() {
+  static Registry<OptimizerInfo> r = [] {
     using namespace torch::optim;
-    std::map<std::string, OptimizerInfo> m;
-    m["adam"] = {"adam", "Adam (element-wise adaptive moments)", StepScaling::ParameterUnits, 0.05,
+    Registry<OptimizerInfo> m("optimizer");
+    m.add({"adam", "Adam (element-wise adaptive moments)", StepScaling::ParameterUnits, 0.05,
                  [](std::vector<torch::Tensor> p, double lr) {
                    return std::make_unique<FusedAdam>(std::move(p), AdamOptions(lr));
-                 }};
-    m["rmsprop"] = {"rmsprop", "RMSprop", StepScaling::ParameterUnits, 0.01,
+                 }});
+    m.add({"rmsprop", "RMSprop", StepScaling::ParameterUnits, 0.01,
                     [](std::vector<torch::Tensor> p, double lr) {
                       return std::make_unique<RMSprop>(std::move(p), RMSpropOptions(lr));
-                    }};
-    m["adagrad"] = {"adagrad", "Adagrad", StepScaling::ParameterUnits, 0.2,
+                    }});
+    m.add({"adagrad", "Adagrad", StepScaling::ParameterUnits, 0.2,
                     [](std::vector<torch::Tensor> p, double lr) {
                       return std::make_unique<Adagrad>(std::move(p), AdagradOptions(lr));
-                    }};
-    m["sgd"] = {"sgd", "gradient descent with Nesterov momentum 0.9", StepScaling::InverseCurvature, 0.1,
+                    }});
+    m.add({"sgd", "gradient descent with Nesterov momentum 0.9", StepScaling::InverseCurvature, 0.1,
                 [](std::vector<torch::Tensor> p, double lr) {
                   return std::make_unique<SGD>(std::move(p), SGDOptions(lr).momentum(0.9).nesterov(true));
-                }};
-    m["lbfgs"] = {"lbfgs", "L-BFGS with strong-Wolfe line search (full batch, one tile)",
+                }});
+    m.add({"lbfgs", "L-BFGS with strong-Wolfe line search (full batch, one tile)",
                   StepScaling::LineSearch, 1.0, [](std::vector<torch::Tensor> p, double lr) {
                     return std::make_unique<LBFGS>(
                         std::move(p), LBFGSOptions(lr).max_iter(2).history_size(10).line_search_fn("strong_wolfe"));
-                  }};
+                  }});
     return m;
   }();
   return r;
@@ -43,17 +44,9 @@ std::map<std::string, OptimizerInfo>& registry() {
 
 }  // namespace
 
-void register_optimizer(OptimizerInfo info) { registry()[info.name] = std::move(info); }
+void register_optimizer(OptimizerInfo info) { registry().add(std::move(info)); }
 
-const OptimizerInfo& optimizer_by_name(const std::string& name) {
-  auto it = registry().find(name);
-  if (it == registry().end()) {
-    std::string known;
-    for (auto& n : optimizer_names()) known += (known.empty() ? "" : ", ") + n;
-    throw SettingsError("unknown optimizer '" + name + "'; choose one of: " + known);
-  }
-  return it->second;
-}
+const OptimizerInfo& optimizer_by_name(const std::string& name) { return registry().get(name); }
 
 namespace {
 
@@ -104,6 +97,10 @@ bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Ten
     rotate_moment(a->exp_avg(), u);
     rotate_second_moment(a->exp_avg_sq(), u);
     rotate_second_moment(a->max_exp_avg_sq(), u);
+  } else if (auto* w = dynamic_cast<AdamWParamState*>(state)) {
+    rotate_moment(w->exp_avg(), u);
+    rotate_second_moment(w->exp_avg_sq(), u);
+    rotate_second_moment(w->max_exp_avg_sq(), u);
   } else if (auto* g = dynamic_cast<SGDParamState*>(state)) {
     rotate_moment(g->momentum_buffer(), u);
   } else if (auto* r = dynamic_cast<RMSpropParamState*>(state)) {
@@ -129,6 +126,8 @@ std::string optimizer_state_mismatch(torch::optim::Optimizer& optimizer) {
       auto* state = it->second.get();
       if (auto* a = dynamic_cast<AdamParamState*>(state)) {
         tensors = {a->exp_avg(), a->exp_avg_sq(), a->max_exp_avg_sq()};
+      } else if (auto* w = dynamic_cast<AdamWParamState*>(state)) {
+        tensors = {w->exp_avg(), w->exp_avg_sq(), w->max_exp_avg_sq()};
       } else if (auto* g = dynamic_cast<SGDParamState*>(state)) {
         tensors = {g->momentum_buffer()};
       } else if (auto* r = dynamic_cast<RMSpropParamState*>(state)) {
@@ -150,10 +149,18 @@ std::string optimizer_state_mismatch(torch::optim::Optimizer& optimizer) {
   return {};
 }
 
-std::vector<std::string> optimizer_names() {
-  std::vector<std::string> v;
-  for (auto& [k, _] : registry()) v.push_back(k);
-  return v;
+std::vector<std::string> optimizer_names() { return registry().names(); }
+
+bool optimizer_state_follows_gauge(const OptimizerInfo& info) {
+  if (info.scaling == StepScaling::LineSearch) return false;
+  // One step on a one-element complex parameter gives the optimiser its state;
+  // a rotation by u = 1 then succeeds exactly when that state is one the
+  // rotation knows.
+  torch::Tensor p = torch::zeros({1, 2}, torch::kFloat32).requires_grad_();
+  p.mutable_grad() = torch::ones_like(p);
+  auto optimizer = info.make({p}, 1e-3);
+  optimizer->step();
+  return rotate_optimizer_state(*optimizer, p, torch::ones({1}, torch::kComplexFloat));
 }
 
 }  // namespace tessera

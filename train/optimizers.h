@@ -45,6 +45,13 @@ std::vector<std::string> optimizer_names();
 // (L-BFGS): do not transform their parameters.
 bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param, const torch::Tensor& u);
 
+// Whether the state of the optimiser `info` makes is one that
+// rotate_optimizer_state carries (Adam, AdamW, RMSprop, Adagrad, SGD); false
+// for L-BFGS and for a registered optimiser whose state it does not know.
+// The reconstruction refuses a phase-ramp gauge with such an optimiser
+// rather than leave its state inconsistent with the parameters.
+bool optimizer_state_follows_gauge(const OptimizerInfo& info);
+
 // Whether every per-parameter state tensor of `optimizer` (moments, momentum,
 // sums) has its parameter's shape, dtype and device: a state restored from a
 // file written for other tiles, slices or precision fails this, and stepping

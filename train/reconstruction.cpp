@@ -193,6 +193,16 @@ void Reconstruction::set_up_local_tiles() {
   gauge_ = gauge == "beam" || (gauge == "auto" && stated)    ? Gauge::beam
            : gauge == "object" || (gauge == "auto" && !stated) ? Gauge::object
                                                                : Gauge::none;
+  // The gauge moves a phase ramp between object and probe after each
+  // iteration; an optimiser whose moments cannot turn with them would step
+  // with a state that no longer fits its parameters. L-BFGS runs without the
+  // gauge (its line search rebuilds its curvature pairs anyway).
+  TESSERA_REQUIRE(SettingsError,
+                  gauge_ == Gauge::none || optimizer_->scaling == StepScaling::LineSearch ||
+                      optimizer_state_follows_gauge(*optimizer_),
+                  "optimizer '", optimizer_->name, "' keeps a state that the phase-ramp gauge cannot carry when it ",
+                  "moves a ramp between object and probe; choose --phase-ramp-gauge off (the object may then keep a ",
+                  "ramp the data do not fix) or teach rotate_optimizer_state (train/optimizers.h) its state");
   valid_fft_ = to_fft_order(problem_.valid_mask.to(torch::kBool), zero_order_).to(device);
   // Without excluded pixels the loss needs no mask (its loops skip the select).
   if (!valid_fft_.all().item<bool>()) loss_mask_ = valid_fft_;

@@ -27,6 +27,7 @@ void write_result_file(const std::string& path, const ReconstructionResult& r) {
     g.create_dataset("seconds", torch::tensor(r.seconds, torch::kFloat64));
     g.write_scalar("iteration", static_cast<int64_t>(r.iteration));
     g.write_string("settings", r.settings);
+    if (!r.run_file.empty()) g.write_string("run_file", r.run_file);
     for (const auto& [key, bytes] : r.optimizer_states) {
       auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
       std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
@@ -75,6 +76,12 @@ bool is_tessera_result(const std::string& path) {
   }
 }
 
+std::string read_stored_run_file(const std::string& path) {
+  auto f = h5::File::open(path);
+  return f.exists("/reconstruction/run_file") ? f.group("/reconstruction").dataset("run_file").read_string()
+                                              : std::string();
+}
+
 ReconstructionResult read_result(const std::string& path) {
   auto f = h5::File::open(path);
   TESSERA_REQUIRE(DataError, f.exists("/reconstruction/object"), path,
@@ -101,6 +108,7 @@ ReconstructionResult read_result(const std::string& path) {
                   r.loss.size(), " iterations; the file is damaged");
   r.iteration = static_cast<int>(iteration);
   r.settings = g.dataset("settings").read_string();
+  if (g.exists("run_file")) r.run_file = g.dataset("run_file").read_string();
   if (f.has_attribute("data_file")) r.data_file = f.read_string_attribute("data_file");
   if (g.exists("frc")) {
     auto fg = g.group("frc");

@@ -8,6 +8,8 @@
 //   /reconstruction/seconds        (iterations,) float64 wall time per iteration
 //   /reconstruction/iteration      scalar int            completed iterations
 //   /reconstruction/settings       string                every setting, "key = value" lines
+//   /reconstruction/run_file       string                optional: the tool's complete settings as a run
+//                                                        file (TOML; train/cli/option_table.h)
 //   /reconstruction/optimizer_state/<tile>/<object|probe>  uint8, serialised torch::optim state (for --resume)
 //   /reconstruction/optimizer_state/scan/positions      the same for refined positions (position correction)
 //   /reconstruction/frc/...        optional: Fourier ring correlation of two half-scan reconstructions
@@ -38,6 +40,7 @@ struct ReconstructionResult {
   OptimizerStates optimizer_states;
   std::optional<FrcCurve> frc;  // half-scan FRC (tessera reconstruct --frc)
   std::string frc_halves;       // how the scan was split for it
+  std::string run_file;         // the command's settings as a run file (TOML); empty: none stored
 };
 
 void write_result(const std::string& path, const ReconstructionResult& result);
@@ -45,5 +48,8 @@ ReconstructionResult read_result(const std::string& path);
 // True when path is an HDF5 file that tessera wrote as a result (root attribute
 // program = "tessera"); false for anything else, unreadable files included.
 bool is_tessera_result(const std::string& path);
+// /reconstruction/run_file of a result, without reading its arrays; empty
+// when the result holds none.
+std::string read_stored_run_file(const std::string& path);
 
 }  // namespace tessera

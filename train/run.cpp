@@ -123,6 +123,7 @@ struct Writer {
                     "\n";
     r.data_file = problem.source;
     r.data_fingerprint = fingerprint;
+    r.run_file = options.run_file;
     r.optimizer_states = states;
     write_result(options.output, r);
     files = {options.output};

@@ -22,6 +22,9 @@ struct RunOptions {
   // Regularisers and denoisers added to the reconstruction (models/priors/),
   // in this order; recorded in the result file's settings text.
   std::vector<std::pair<std::shared_ptr<Prior>, PriorSettings>> priors;
+  // The command's complete settings as a run file (TOML), stored in the
+  // result so that `tessera reconstruct --config RESULT` reruns it; empty: none.
+  std::string run_file;
 };
 
 struct RunSummary {

@@ -93,6 +93,14 @@ void load_scan(ScanProblem& p, const torch::Tensor& positions_m, const LoadOptio
   t.positions_px = p.scan.positions_px.clone();
 }
 
+const char* electron_option_given(const LoadOptions& o) {
+  return o.convergence_mrad ? "--convergence-mrad" : o.defocus_angstrom ? "--defocus-angstrom" : "--c3-mm";
+}
+
+double photon_energy_kev(double wavelength_a) {
+  return 12.398419843320026 / wavelength_a;  // h c = 12.3984 keV Å
+}
+
 // The initial probe of an electron beam: aperture, defocus and C3 from
 // options or else the file's, on the loaded patterns' grid, scaled to the
 // mean counts per pattern.
@@ -135,8 +143,8 @@ ScanProblem ScanProblem::from_cxi(const std::string& path, const LoadOptions& op
   p.source = path;
   p.experiment = file->geometry();
   if (options.energy_kev) {
-    TESSERA_REQUIRE(SettingsError, std::isfinite(*options.energy_kev) && *options.energy_kev > 0, path,
-                    ": --energy-kev must be a positive number of keV, got ", *options.energy_kev);
+    const auto problem = electron::beam_energy_problem(*options.energy_kev);
+    TESSERA_REQUIRE(SettingsError, problem.empty(), path, ": --energy-kev: ", problem);
     p.experiment.wavelength_m = electron::wavelength_angstrom(*options.energy_kev) * 1e-10;
     p.experiment.energy_j = 0;  // the field holds a photon energy
   }
@@ -147,7 +155,17 @@ ScanProblem ScanProblem::from_cxi(const std::string& path, const LoadOptions& op
   settle_zero_order(p, file->num_frames(), options);
   load_scan(p, file->positions_m(), options);
   if (options.has_probe_optics()) {
-    const double energy = options.energy_kev.value_or(electron::energy_kev_from_wavelength(p.experiment.wavelength_m * 1e10));
+    // CXI stores a photon energy. Electron optics on a file whose wavelength
+    // no electron microscope uses is X-ray data given an electron option by
+    // mistake: building an electron probe from it would be silently wrong.
+    const double wavelength_a = p.experiment.wavelength_m * 1e10;
+    const double energy = options.energy_kev.value_or(electron::energy_kev_from_wavelength(wavelength_a));
+    TESSERA_REQUIRE(SettingsError, options.energy_kev || electron::beam_energy_problem(energy).empty(), path,
+                    ": ", electron_option_given(options), " describes an electron probe, but the file's wavelength (",
+                    wavelength_a, " Å) is that of ", energy, " keV electrons, outside the ", electron::kMinEnergyKev,
+                    " to ", electron::kMaxEnergyKev, " keV of electron microscopes: this looks like X-ray data (",
+                    photon_energy_kev(wavelength_a), " keV photons). For electron data stored as CXI give the beam "
+                    "energy with --energy-kev; for X-ray data drop the electron option");
     attach_aberration_probe(p, energy, std::nullopt, std::nullopt, std::nullopt, options, file->num_frames());
   }
   return p;

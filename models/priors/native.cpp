@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "src/error.h"
+#include "src/registry.h"
 
 namespace tessera {
 
@@ -80,15 +81,29 @@ torch::Tensor SmoothnessPrior::penalty(const torch::Tensor& object, const Rect& 
   return (abs2(dy) + abs2(dx)).sum();
 }
 
-std::shared_ptr<Prior> make_builtin_prior(const std::string& name) {
-  if (name == "tv") return std::make_shared<TotalVariationPrior>(1, 1);
-  if (name == "tv-phase") return std::make_shared<TotalVariationPrior>(1, 0);
-  if (name == "tv-amplitude") return std::make_shared<TotalVariationPrior>(0, 1);
-  if (name == "smooth") return std::make_shared<SmoothnessPrior>();
-  throw SettingsError("unknown prior '" + name + "': the built-in priors are " + builtin_prior_names() +
-                      " (a learned one is loaded with --regulariser FILE.pt or --denoiser FILE.pt)");
+namespace {
+
+Registry<PriorInfo>& registry() {
+  static Registry<PriorInfo> r = [] {
+    Registry<PriorInfo> m("prior", " (a learned one is loaded with --regulariser FILE.pt or --denoiser FILE.pt)");
+    m.add({"tv", "total variation of phase and amplitude", [] { return std::make_shared<TotalVariationPrior>(1, 1); }});
+    m.add({"tv-phase", "total variation of the phase", [] { return std::make_shared<TotalVariationPrior>(1, 0); }});
+    m.add({"tv-amplitude", "total variation of the amplitude",
+           [] { return std::make_shared<TotalVariationPrior>(0, 1); }});
+    m.add({"smooth", "quadratic gradient (Gaussian smoothness)", [] { return std::make_shared<SmoothnessPrior>(); }});
+    return m;
+  }();
+  return r;
 }
 
-std::string builtin_prior_names() { return "tv, tv-phase, tv-amplitude, smooth"; }
+}  // namespace
+
+void register_prior(PriorInfo info) { registry().add(std::move(info)); }
+
+std::shared_ptr<Prior> make_builtin_prior(const std::string& name) { return registry().get(name).make(); }
+
+std::vector<std::string> prior_names() { return registry().names(); }
+
+std::string builtin_prior_names() { return registry().listed(); }
 
 }  // namespace tessera

@@ -14,8 +14,10 @@
 // Scale: the reconstruction minimises  mean per-pattern data loss + weight * penalty,
 // with the penalty a SUM over object pixels; a useful weight therefore grows
 // with the photon count and shrinks with the number of patterns.
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "models/prior.h"
 
@@ -52,11 +54,19 @@ class SmoothnessPrior : public Prior {
   torch::Tensor penalty(const torch::Tensor& object, const Rect& owned) override;
 };
 
-// "tv" (phase and amplitude), "tv-phase", "tv-amplitude" or "smooth";
-// SettingsError listing the names otherwise.
+// Priors by name (src/registry.h): the built-ins "tv" (phase and
+// amplitude), "tv-phase", "tv-amplitude" and "smooth", and any a program
+// registers; `tessera reconstruct --prior NAME` takes them.
+struct PriorInfo {
+  std::string name;
+  std::string description;
+  std::function<std::shared_ptr<Prior>()> make;
+};
+void register_prior(PriorInfo info);
+// SettingsError listing the registered names for an unknown one.
 std::shared_ptr<Prior> make_builtin_prior(const std::string& name);
-
-// Names accepted by make_builtin_prior, for help texts.
+std::vector<std::string> prior_names();
+// The registered names as "a, b, c", for help texts.
 std::string builtin_prior_names();
 
 }  // namespace tessera

@@ -22,6 +22,7 @@ packages=(
   libunistring2 libgnutls30 libhogweed6 libnettle8 libgmp10 libp11-kit0 libtasn1-6 libffi8
   libpng-dev libpng16-16 zlib1g-dev zlib1g           # PNG previews (FindPNG needs zlib's headers)
   libcxxopts-dev                                     # command line (header only)
+  libtomlplusplus-dev                                # run files (header only)
   libgtest-dev                                       # test suite (static libraries)
   libgloo-dev                                        # ProcessGroupGloo's headers
 )

@@ -8,23 +8,24 @@
 
 namespace tessera::cli {
 
-void add_load_options(cxxopts::Options& options) {
-  options.add_options("loading")
-      ("crop", "centred crop of every pattern to N or HxW detector pixels (the sample pixel grows by size/N)",
-       cxxopts::value<std::string>())
-      ("bin", "sum BxB detector pixels (sample pixel unchanged, probe window B times smaller)",
-       cxxopts::value<int64_t>()->default_value("1"))
-      ("convergence-mrad", "electron probe convergence semi-angle (mrad), overriding the file's; any format: the "
-                           "starting probe is then the aberration probe", cxxopts::value<double>())
-      ("defocus-angstrom", "electron probe defocus (Å, sign as in src/electron_optics.h), overriding the file's",
-       cxxopts::value<double>())
-      ("c3-mm", "electron spherical aberration C3 (mm), overriding the file's", cxxopts::value<double>())
-      ("energy-kev", "CXI files of electron data: beam energy (keV); its wavelength replaces the file's",
-       cxxopts::value<double>())
-      ("zero-order", "where the direct beam meets the detector, Y,X in pixels of the frames as stored (sub-pixel; "
-                     "default: the file's beam centre, else estimated from the mean pattern's bright region)",
-       cxxopts::value<std::string>());
+OptionTable load_option_table() {
+  using K = OptionKind;
+  return {
+      {"crop", K::text, "", "centred crop of every pattern to N or HxW detector pixels (the sample pixel grows by size/N)"},
+      {"bin", K::whole, "1", "sum BxB detector pixels (sample pixel unchanged, probe window B times smaller)"},
+      {"convergence-mrad", K::number, "",
+       "electron probe convergence semi-angle (mrad), overriding the file's; any format: the starting probe is "
+       "then the aberration probe"},
+      {"defocus-angstrom", K::number, "", "electron probe defocus (Å, sign as in src/electron_optics.h), overriding the file's"},
+      {"c3-mm", K::number, "", "electron spherical aberration C3 (mm), overriding the file's"},
+      {"energy-kev", K::number, "", "CXI files of electron data: beam energy (keV); its wavelength replaces the file's"},
+      {"zero-order", K::text, "",
+       "where the direct beam meets the detector, Y,X in pixels of the frames as stored (sub-pixel; default: the "
+       "file's beam centre, else estimated from the mean pattern's bright region)"},
+  };
 }
+
+void add_load_options(cxxopts::Options& options) { add_options(options, "loading", load_option_table()); }
 
 std::pair<double, double> parse_yx(const std::string& text, const std::string& option, const std::string& example) {
   const auto comma = text.find(',');

@@ -6,11 +6,13 @@
 
 #include <cxxopts.hpp>
 
+#include "train/cli/option_table.h"
 #include "train/scan_problem.h"
 
 namespace tessera::cli {
 
-// Adds --crop, --bin, --convergence-mrad, --defocus-angstrom, --c3-mm, --zero-order.
+// --crop, --bin, --convergence-mrad, --defocus-angstrom, --c3-mm, --energy-kev, --zero-order.
+OptionTable load_option_table();
 void add_load_options(cxxopts::Options& options);
 // "Y,X" as two finite numbers; SettingsError naming --option otherwise.
 std::pair<double, double> parse_yx(const std::string& text, const std::string& option, const std::string& example);

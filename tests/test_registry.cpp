@@ -1,0 +1,170 @@
+// One way to extend (issue 17, item 2): losses, optimisers and priors are
+// Registries; a registered entry is found by name and listed; an optimiser
+// whose state the phase-ramp gauge cannot carry is refused, never left
+// inconsistent.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "data/simulate.h"
+#include "models/losses.h"
+#include "models/priors/native.h"
+#include "src/error.h"
+#include "src/registry.h"
+#include "train/optimizers.h"
+#include "train/reconstruction.h"
+#include "train/scan_problem.h"
+
+using namespace tessera;
+
+namespace {
+
+struct Named {
+  std::string name;
+  int value;
+};
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const SettingsError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// A plain gradient step that keeps a per-parameter state of its own kind:
+// one the gauge's rotation does not know.
+struct CountState : torch::optim::OptimizerCloneableParamState<CountState> {
+  int64_t steps = 0;
+};
+
+struct CountOptions : torch::optim::OptimizerCloneableOptions<CountOptions> {
+  double lr = 0.01;
+  double get_lr() const override { return lr; }
+  void set_lr(const double v) override { lr = v; }
+};
+
+class CountingDescent : public torch::optim::Optimizer {
+ public:
+  CountingDescent(std::vector<torch::Tensor> params, double lr)
+      : Optimizer({torch::optim::OptimizerParamGroup(std::move(params))}, std::make_unique<CountOptions>()) {
+    static_cast<CountOptions&>(defaults()).lr = lr;
+  }
+  torch::Tensor step(LossClosure closure = nullptr) override {
+    torch::NoGradGuard no_grad;
+    for (auto& group : param_groups())
+      for (auto& p : group.params()) {
+        if (!p.grad().defined()) continue;
+        auto& slot = state()[optimizer_state_key(*this, p)];
+        if (!slot) slot = std::make_unique<CountState>();
+        static_cast<CountState&>(*slot).steps++;
+        p.add_(p.grad(), -static_cast<CountOptions&>(group.options()).lr);
+      }
+    return {};
+  }
+  void save(torch::serialize::OutputArchive&) const override {}
+  void load(torch::serialize::InputArchive&) override {}
+};
+
+OptimizerInfo counting_descent() {
+  OptimizerInfo info;
+  info.name = "counting-descent";
+  info.description = "gradient descent that counts its steps (test)";
+  info.scaling = StepScaling::ParameterUnits;
+  info.default_rate = 0.05;
+  info.make = [](std::vector<torch::Tensor> p, double lr) -> std::unique_ptr<torch::optim::Optimizer> {
+    return std::make_unique<CountingDescent>(std::move(p), lr);
+  };
+  return info;
+}
+
+OptimizerInfo adamw() {
+  OptimizerInfo info;
+  info.name = "adamw-test";
+  info.description = "AdamW";
+  info.scaling = StepScaling::ParameterUnits;
+  info.default_rate = 0.05;
+  info.make = [](std::vector<torch::Tensor> p, double lr) -> std::unique_ptr<torch::optim::Optimizer> {
+    return std::make_unique<torch::optim::AdamW>(std::move(p), torch::optim::AdamWOptions(lr));
+  };
+  return info;
+}
+
+ScanProblem small_problem() {
+  SimulationSettings sim;
+  sim.frame = 16;
+  sim.scan_y = sim.scan_x = 4;
+  sim.step_px = 3;
+  return ScanProblem::from_content(simulate(sim), "simulated");
+}
+
+}  // namespace
+
+TEST(Registry, FindsListsAndReplacesByName) {
+  Registry<Named> r("widget", " (see the manual)");
+  r.add({"b", 2});
+  r.add({"a", 1});
+  EXPECT_EQ(r.get("a").value, 1);
+  EXPECT_EQ(r.names(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(r.listed(), "a, b");
+  r.add({"a", 3});  // a program's own "a" replaces the built-in
+  EXPECT_EQ(r.get("a").value, 3);
+  const std::string e = error_of([&] { r.get("c"); });
+  EXPECT_EQ(e, "unknown widget 'c'; choose one of: a, b (see the manual)");
+  EXPECT_NE(error_of([&] { r.add({"", 0}); }).find("needs a name"), std::string::npos);
+}
+
+TEST(Registry, LossesOptimisersAndPriorsAreRegistriesAProgramExtends) {
+  for (const char* name : {"amplitude", "intensity", "poisson"}) EXPECT_EQ(loss_by_name(name).name, name);
+  for (const char* name : {"adam", "sgd", "rmsprop", "adagrad", "lbfgs"}) EXPECT_EQ(optimizer_by_name(name).name, name);
+  EXPECT_EQ(prior_names(), (std::vector<std::string>{"smooth", "tv", "tv-amplitude", "tv-phase"}));
+  EXPECT_NE(error_of([] { optimizer_by_name("adamw9"); }).find("unknown optimizer 'adamw9'; choose one of: adagrad"),
+            std::string::npos);
+  const std::string e = error_of([] { make_builtin_prior("tikhonov"); });
+  EXPECT_NE(e.find("unknown prior 'tikhonov'"), std::string::npos) << e;
+  EXPECT_NE(e.find("--regulariser"), std::string::npos) << e;
+
+  register_prior({"flat-test", "no penalty (test)", [] { return make_builtin_prior("smooth"); }});
+  EXPECT_EQ(make_builtin_prior("flat-test")->name(), "smooth");
+  EXPECT_NE(builtin_prior_names().find("flat-test"), std::string::npos);
+}
+
+TEST(Registry, TheGaugeCarriesTheStateOfEveryBuiltInOptimiserAndAdamW) {
+  for (const char* name : {"adam", "sgd", "rmsprop", "adagrad"})
+    EXPECT_TRUE(optimizer_state_follows_gauge(optimizer_by_name(name))) << name;
+  EXPECT_FALSE(optimizer_state_follows_gauge(optimizer_by_name("lbfgs")));  // runs without the gauge
+  EXPECT_TRUE(optimizer_state_follows_gauge(adamw()));
+  EXPECT_FALSE(optimizer_state_follows_gauge(counting_descent()));
+
+  // AdamW's moments turn with its parameter as Adam's do.
+  auto p = torch::randn({5, 2}, torch::kFloat64).requires_grad_();
+  torch::optim::AdamW w({p}, torch::optim::AdamWOptions(0.1));
+  p.mutable_grad() = torch::randn({5, 2}, torch::kFloat64);
+  w.step();
+  auto& s = static_cast<torch::optim::AdamWParamState&>(*w.state().begin()->second);
+  const auto before = torch::view_as_complex(s.exp_avg()).clone();
+  const auto u = torch::polar(torch::ones({5}, torch::kFloat64), torch::linspace(0, 3, 5, torch::kFloat64));
+  EXPECT_TRUE(rotate_optimizer_state(w, p, u));
+  EXPECT_TRUE(torch::allclose(torch::view_as_complex(s.exp_avg()), before * u));
+}
+
+TEST(Registry, AnOptimiserWhoseStateTheGaugeCannotCarryIsRefusedUnlessTheGaugeIsOff) {
+  register_optimizer(counting_descent());
+  ReconstructionSettings s;
+  s.optimizer = "counting-descent";
+  s.iterations = 1;
+  s.quiet = true;
+  s.threads = 1;
+  const std::string e = error_of([&] { Reconstruction refused(small_problem(), s); });
+  EXPECT_NE(e.find("optimizer 'counting-descent'"), std::string::npos) << e;
+  EXPECT_NE(e.find("--phase-ramp-gauge off"), std::string::npos) << e;
+  s.phase_ramp_gauge = "off";
+  Reconstruction rec(small_problem(), s);
+  EXPECT_NO_THROW(rec.iterate());
+}
