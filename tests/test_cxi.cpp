@@ -603,6 +603,19 @@ TEST_F(CxiTest, HugeProbeGuessIsRefusedBeforeItIsRead) {
   }), {keys::kProbe, "16777216 probe modes", "GiB"});
 }
 
+// Issue 14: a scalar stored with a null dataspace (h5py's shape=None) holds
+// no value; it was read from uninitialised memory.
+TEST_F(CxiTest, NullDataspaceScalarIsAnErrorNamingIt) {
+  expect_open_error(malformed("nulldistance.cxi", [](h5::File& f) {
+    f.remove(keys::kDistance);
+    const hid_t space = H5Screate(H5S_NULL);
+    const hid_t d = H5Dcreate2(f.id(), keys::kDistance, H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(d, 0);
+    H5Dclose(d);
+    H5Sclose(space);
+  }), {keys::kDistance, "is empty", "a single number"});
+}
+
 TEST_F(CxiTest, TranslationNotFinite) {
   CxiContent c = content();
   auto t = c.translation_m.clone();

@@ -98,7 +98,7 @@ class Reconstruction {
   const comm::HaloExchange& exchange() const { return *exchange_; }
 
  private:
-  struct TileWorker;
+  struct TileState;
   // Settings checks, tiling, this rank's tiles and frames: no communication.
   void set_up_local_tiles();
   void initialise_probe_and_object();
@@ -121,7 +121,7 @@ class Reconstruction {
   bool start_from_estimated_defocus(const ProbeStart& start, double radius);
   void make_optimizers();
   torch::Tensor read_frames(const std::vector<int64_t>& indices) const;  // (n, h, w) FFT order, working dtype
-  void update_worker_positions(TileWorker& worker) const;
+  void update_tile_positions(TileState& worker) const;
   void reassign_moved_patterns();
   void constrain_positions();
   void search_positions();
@@ -142,7 +142,7 @@ class Reconstruction {
   const OptimizerInfo* optimizer_;
   std::unique_ptr<Tiling> tiling_;
   std::vector<int> local_tiles_, rank_of_tile_;
-  std::vector<std::unique_ptr<TileWorker>> workers_;
+  std::vector<std::unique_ptr<TileState>> tile_states_;
   std::unique_ptr<comm::HaloExchange> exchange_;
   torch::Tensor valid_fft_;  // (h, w) bool in FFT order
   torch::Tensor loss_mask_;  // valid_fft_ if some pixel is excluded, else undefined

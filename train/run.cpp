@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "src/comm/communicator.h"
+#include "src/comm/gather.h"
 #include "src/comm/setup_agreement.h"
 #include "src/error.h"
 #include "src/image_quality.h"
@@ -173,8 +174,6 @@ struct Writer {
 OptimizerStates gather_optimizer_states(const Reconstruction& rec, comm::Communicator* comm) {
   OptimizerStates states = rec.optimizer_states();
   if (!comm || comm->size() == 1) return states;
-  // Above every halo tag (2 per link) and the object gather's (1 << 28) + tile.
-  constexpr int kTag = 1 << 29;
   std::string bytes;  // per entry: key length, key, value length, value (int64 lengths)
   auto put = [&bytes](const std::string& s) {
     const int64_t n = static_cast<int64_t>(s.size());
@@ -185,25 +184,11 @@ OptimizerStates gather_optimizer_states(const Reconstruction& rec, comm::Communi
     put(key);
     put(value);
   }
-  auto sizes = torch::zeros({comm->size()}, torch::kInt64);
-  sizes[comm->rank()] = static_cast<int64_t>(bytes.size());
-  comm->allreduce_sum(sizes).wait();
-  if (comm->rank() != 0) {
-    auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
-    if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
-    comm->isend(t, 0, kTag).wait();
-    return {};
-  }
-  std::vector<torch::Tensor> parts(comm->size());
-  std::vector<comm::Request> requests;
+  const auto parts = comm::gather_bytes(*comm, bytes);
+  if (comm->rank() != 0) return {};
   for (int r = 1; r < comm->size(); ++r) {
-    parts[r] = torch::empty({sizes[r].item<int64_t>()}, torch::kUInt8);
-    requests.push_back(comm->irecv(parts[r], r, kTag));
-  }
-  for (auto& req : requests) req.wait();
-  for (int r = 1; r < comm->size(); ++r) {
-    const char* p = reinterpret_cast<const char*>(parts[r].data_ptr());
-    const char* end = p + parts[r].numel();
+    const char* p = parts[r].data();
+    const char* end = p + parts[r].size();
     auto get = [&]() {
       int64_t n = 0;
       TESSERA_REQUIRE(CommunicationError, end - p >= static_cast<int64_t>(sizeof n), "rank ", r,

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "src/comm/communicator.h"
+#include "src/comm/message_tags.h"
 #include "src/error.h"
 #include "src/ops/halo.h"
 
@@ -18,8 +19,8 @@ torch::Tensor as_complex_or_real(const torch::Tensor& a) {
 torch::Tensor rect_tensor(const Rect& r) { return torch::tensor({r.y0, r.x0, r.h, r.w}, torch::kInt64).view({1, 4}); }
 
 // Tags: reduction and refresh of the same link must never be confused.
-int reduction_tag(int link) { return 2 * link; }
-int refresh_tag(int link) { return 2 * link + 1; }
+int reduction_tag(int link) { return tags::halo_reduction(link); }
+int refresh_tag(int link) { return tags::halo_refresh(link); }
 
 }  // namespace
 
