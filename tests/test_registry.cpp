@@ -4,6 +4,7 @@
 // inconsistent.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "models/losses.h"
 #include "models/priors/native.h"
 #include "src/error.h"
+#include "tests/error_text.h"
 #include "src/registry.h"
 #include "train/optimizers.h"
 #include "train/reconstruction.h"
@@ -28,15 +30,6 @@ struct Named {
   int value;
 };
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const SettingsError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // A plain gradient step that keeps a per-parameter state of its own kind:
 // one the gauge's rotation does not know.
@@ -72,28 +65,28 @@ class CountingDescent : public torch::optim::Optimizer {
   void load(torch::serialize::InputArchive&) override {}
 };
 
-OptimizerInfo counting_descent() {
+// An optimiser stepping in parameter units, as a program registers one.
+OptimizerInfo parameter_units_optimizer(
+    std::string name, std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>, double)> make) {
   OptimizerInfo info;
-  info.name = "counting-descent";
-  info.description = "gradient descent that counts its steps (test)";
+  info.name = std::move(name);
+  info.description = info.name + " (test)";
   info.scaling = StepScaling::ParameterUnits;
   info.default_rate = 0.05;
-  info.make = [](std::vector<torch::Tensor> p, double lr) -> std::unique_ptr<torch::optim::Optimizer> {
-    return std::make_unique<CountingDescent>(std::move(p), lr);
-  };
+  info.make = std::move(make);
   return info;
 }
 
+OptimizerInfo counting_descent() {
+  return parameter_units_optimizer("counting-descent", [](std::vector<torch::Tensor> p, double lr) {
+    return std::make_unique<CountingDescent>(std::move(p), lr);
+  });
+}
+
 OptimizerInfo adamw() {
-  OptimizerInfo info;
-  info.name = "adamw-test";
-  info.description = "AdamW";
-  info.scaling = StepScaling::ParameterUnits;
-  info.default_rate = 0.05;
-  info.make = [](std::vector<torch::Tensor> p, double lr) -> std::unique_ptr<torch::optim::Optimizer> {
+  return parameter_units_optimizer("adamw-test", [](std::vector<torch::Tensor> p, double lr) {
     return std::make_unique<torch::optim::AdamW>(std::move(p), torch::optim::AdamWOptions(lr));
-  };
-  return info;
+  });
 }
 
 ScanProblem small_problem() {
@@ -115,18 +108,18 @@ TEST(Registry, FindsListsAndReplacesByName) {
   EXPECT_EQ(r.listed(), "a, b");
   r.add({"a", 3});  // a program's own "a" replaces the built-in
   EXPECT_EQ(r.get("a").value, 3);
-  const std::string e = error_of([&] { r.get("c"); });
+  const std::string e = settings_error_of([&] { r.get("c"); });
   EXPECT_EQ(e, "unknown widget 'c'; choose one of: a, b (see the manual)");
-  EXPECT_NE(error_of([&] { r.add({"", 0}); }).find("needs a name"), std::string::npos);
+  EXPECT_NE(settings_error_of([&] { r.add({"", 0}); }).find("needs a name"), std::string::npos);
 }
 
 TEST(Registry, LossesOptimisersAndPriorsAreRegistriesAProgramExtends) {
   for (const char* name : {"amplitude", "intensity", "poisson"}) EXPECT_EQ(loss_by_name(name).name, name);
   for (const char* name : {"adam", "sgd", "rmsprop", "adagrad", "lbfgs"}) EXPECT_EQ(optimizer_by_name(name).name, name);
   EXPECT_EQ(prior_names(), (std::vector<std::string>{"smooth", "tv", "tv-amplitude", "tv-phase"}));
-  EXPECT_NE(error_of([] { optimizer_by_name("adamw9"); }).find("unknown optimizer 'adamw9'; choose one of: adagrad"),
+  EXPECT_NE(settings_error_of([] { optimizer_by_name("adamw9"); }).find("unknown optimizer 'adamw9'; choose one of: adagrad"),
             std::string::npos);
-  const std::string e = error_of([] { make_builtin_prior("tikhonov"); });
+  const std::string e = settings_error_of([] { make_builtin_prior("tikhonov"); });
   EXPECT_NE(e.find("unknown prior 'tikhonov'"), std::string::npos) << e;
   EXPECT_NE(e.find("--regulariser"), std::string::npos) << e;
 
@@ -161,7 +154,7 @@ TEST(Registry, AnOptimiserWhoseStateTheGaugeCannotCarryIsRefusedUnlessTheGaugeIs
   s.iterations = 1;
   s.quiet = true;
   s.threads = 1;
-  const std::string e = error_of([&] { Reconstruction refused(small_problem(), s); });
+  const std::string e = settings_error_of([&] { Reconstruction refused(small_problem(), s); });
   EXPECT_NE(e.find("optimizer 'counting-descent'"), std::string::npos) << e;
   EXPECT_NE(e.find("--phase-ramp-gauge off"), std::string::npos) << e;
   s.phase_ramp_gauge = "off";

@@ -14,6 +14,7 @@
 
 #include "models/losses.h"
 #include "src/error.h"
+#include "tests/error_text.h"
 #include "tests/tool_run.h"
 #include "train/cli/option_table.h"
 #include "train/cli/reconstruct_options.h"
@@ -57,15 +58,6 @@ cxxopts::ParseResult parse_with_file(const OptionTable& table, const RunFile& fi
 
 RunFile text_file(const std::string& text) { return RunFile{"run.toml", text, "/data/here"}; }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const SettingsError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 
@@ -100,7 +92,7 @@ TEST(RunFile, FileSettingsApplyAndTheCommandLineOverridesThem) {
 TEST(RunFile, MistakesInAFileNameTheFileAndTheKey) {
   const auto table = reconstruct_option_table();
   auto from = [&](const std::string& text) {
-    return error_of([&] { parse_with_file(table, text_file(text), {}); });
+    return settings_error_of([&] { parse_with_file(table, text_file(text), {}); });
   };
   std::string e = from("iteratoins = 5\n");
   EXPECT_NE(e.find("run.toml"), std::string::npos) << e;
@@ -119,13 +111,13 @@ TEST(RunFile, MistakesInAFileNameTheFileAndTheKey) {
   e = from("resume = \"r.h5\"\n");  // not a setting of the run: given on the command line
   EXPECT_NE(e.find("unknown setting 'resume'"), std::string::npos) << e;
   // Values are checked as strictly as on the command line.
-  e = error_of([&] { check_values(parse_with_file(table, text_file("batch-size = -3\n"), {}), table); });
+  e = settings_error_of([&] { check_values(parse_with_file(table, text_file("batch-size = -3\n"), {}), table); });
   EXPECT_NE(e.find("--batch-size must be positive"), std::string::npos) << e;
-  e = error_of([&] { check_values(parse_with_file(table, text_file("precision = \"half\"\n"), {}), table); });
+  e = settings_error_of([&] { check_values(parse_with_file(table, text_file("precision = \"half\"\n"), {}), table); });
   EXPECT_NE(e.find("--precision must be one of float, double"), std::string::npos) << e;
   e = from("object-rate = nan\n");
   EXPECT_NE(e.find("object-rate must be a finite number"), std::string::npos) << e;
-  e = error_of([&] { check_values(parse(table, {"--iterations", "4294967296"}), table); });
+  e = settings_error_of([&] { check_values(parse(table, {"--iterations", "4294967296"}), table); });
   EXPECT_NE(e.find("--iterations is 4294967296"), std::string::npos) << e;
 }
 
