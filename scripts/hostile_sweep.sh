@@ -167,6 +167,21 @@ check fail victim.cxi -- reconstruct victim.cxi -o "" $R
 check ok victim.cxi -- reconstruct victim.cxi -o ok.h5 $R
 check ok victim.cxi -- reconstruct victim.cxi -o ok.h5 $R
 
+# ---- run files (--config)
+printf 'data = "good.cxi"\niterations = 2\nthreads = 1\nno-previews = true\n' > run.toml
+printf 'iterations = 2\nloss = \n' > broken.toml
+printf 'iteratoins = 2\n' > typo.toml
+printf 'iterations = "many"\n' > wrongtype.toml
+printf 'batch-size = -4\n' > negative.toml
+printf '[loading]\nbin = 2\n' > table.toml
+head -c 2000000 /dev/zero > huge.toml
+check ok good.cxi run.toml -- reconstruct --config run.toml -o r_cfg.h5
+check ok good.cxi r_cfg.h5 -- reconstruct --config r_cfg.h5 -o r_cfg2.h5
+check fail good.cxi r_cfg.h5 -- reconstruct --config r_cfg.h5
+for cfg in missing.toml broken.toml typo.toml wrongtype.toml negative.toml table.toml huge.toml good.cxi /dev/null; do
+  check fail good.cxi -- reconstruct good.cxi -o r_cfgbad.h5 $R --config $cfg
+done
+
 # ---- resume mismatches
 "$TESSERA" reconstruct good.cxi -o base.h5 $R >/dev/null 2>&1
 "$TESSERA" simulate -o other.cxi --scan 5 --frame 16 --step 4 --seed 7 >/dev/null 2>&1

@@ -100,6 +100,9 @@ TEST(RunFile, MistakesInAFileNameTheFileAndTheKey) {
   EXPECT_NE(e.find("did you mean 'iterations'"), std::string::npos) << e;
   e = from("iterations = \"many\"\n");
   EXPECT_NE(e.find("iterations must be a whole number"), std::string::npos) << e;
+  // A mistake stays one when the command line overrides the setting.
+  e = settings_error_of([&] { parse_with_file(table, text_file("iterations = \"many\"\n"), {"--iterations", "3"}); });
+  EXPECT_NE(e.find("iterations must be a whole number"), std::string::npos) << e;
   e = from("iterations = 2.5\n");
   EXPECT_NE(e.find("iterations must be a whole number"), std::string::npos) << e;
   e = from("phase-only = 1\n");

@@ -263,7 +263,6 @@ std::vector<std::string> arguments_from(const RunFile& file, const OptionTable& 
     const OptionSpec* spec = find_spec(table, key);
     TESSERA_REQUIRE(SettingsError, spec && spec->recorded, file.source, ": unknown setting '", raw_key.str(), "'",
                     nearest_key(table, key), " (the settings are the options of tessera reconstruct --help)");
-    if (command_line.count(spec->name)) continue;  // the command line overrides the file
     auto wrong = [&] {
       return SettingsError(file.source + ": " + std::string(raw_key.str()) + " must be " + kind_words(spec->kind));
     };
@@ -280,6 +279,8 @@ std::vector<std::string> arguments_from(const RunFile& file, const OptionTable& 
       if (!v) throw wrong();
       values.push_back(*v);
     }
+    // Checked above even when overridden: a mistake in the file is still one.
+    if (command_line.count(spec->name)) continue;  // the command line overrides the file
     const std::string option = "--" + spec->name;
     if (spec->kind == OptionKind::flag) {
       args.push_back(option + "=" + values.front());
