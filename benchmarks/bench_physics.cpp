@@ -25,6 +25,7 @@
 #include <string>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/linalg.h>  // not in torch/torch.h from LibTorch 2.x
 
 #include "data/simulate.h"
 #include "models/losses.h"

@@ -1,5 +1,7 @@
 #include "models/probe_init.h"
 
+#include <torch/linalg.h>  // not in torch/torch.h from LibTorch 2.x
+
 #include "models/propagation.h"
 #include "src/error.h"
 
