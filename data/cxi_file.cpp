@@ -6,6 +6,7 @@
 #include <limits>
 #include <sstream>
 
+#include "data/frame_stack.h"
 #include "src/error.h"
 #include "data/validation_text.h"
 #include "src/io/hdf5.h"
@@ -499,14 +500,9 @@ torch::Tensor CxiFile::read_frames(const std::vector<int64_t>& indices) const {
                                    " (0 to " + std::to_string(s.n - 1) + ")");
   const int64_t k = static_cast<int64_t>(indices.size());
   torch::Tensor out = torch::empty({k, s.geometry.frame_h, s.geometry.frame_w}, torch::kFloat);
-  for (int64_t pos = 0; pos < k;) {
-    int64_t len = 1;
-    while (pos + len < k && indices[static_cast<size_t>(pos + len)] == indices[static_cast<size_t>(pos + len - 1)] + 1) ++len;
-    const int64_t first = indices[static_cast<size_t>(pos)];
-    torch::Tensor slot = out.narrow(0, pos, len);
-    s.data.read_rows_into(first, first + len, slot);
-    pos += len;
-  }
+  frame_stack::read_runs(indices, out, [&](int64_t first, int64_t len, torch::Tensor rows) {
+    s.data.read_rows_into(first, first + len, rows);
+  });
   if (s.mask_valid) out.masked_fill_(s.mask_valid->logical_not().unsqueeze(0), 0.0f);
   s.check_frames(out, [&](int64_t row) { return indices[static_cast<size_t>(row)]; });
   return out;
@@ -542,11 +538,6 @@ std::optional<GroundTruth> CxiFile::ground_truth() const {
 
 namespace {
 
-// Frames per block so that one block of float32 is about 64 MiB.
-int64_t block_frames(int64_t h, int64_t w) {
-  return std::max<int64_t>(1, (int64_t{64} << 20) / std::max<int64_t>(1, h * w * 4));
-}
-
 struct BadFrames {
   int64_t count = 0;
   int64_t first = -1;
@@ -564,7 +555,7 @@ std::vector<std::string> CxiFile::problems() const {
   const Impl& s = *impl_;
   std::vector<std::string> out = s.notes;
   const int64_t h = s.geometry.frame_h, w = s.geometry.frame_w;
-  const int64_t step = block_frames(h, w);
+  const int64_t step = frame_stack::frames_per_block(h, w);
   BadFrames nan, inf, neg, zero, saturated, huge;
   double lowest = 0;
   double type_max = 0;
@@ -687,7 +678,7 @@ std::string CxiFile::summary() const {
     const bool all = s.n * bytes_per_frame <= (int64_t{256} << 20);
     const int64_t count =
         all ? s.n : std::min<int64_t>({s.n, 64, std::max<int64_t>(1, (int64_t{256} << 20) / bytes_per_frame)});
-    const int64_t step = block_frames(g.frame_h, g.frame_w);
+    const int64_t step = frame_stack::frames_per_block(g.frame_h, g.frame_w);
     std::vector<torch::Tensor> sums;
     try {
       for (int64_t b = 0; b < count; b += step)

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "data/frame_stack.h"
 #include "data/cxi_file.h"
 #include "src/electron_optics.h"
 #include "src/error.h"
@@ -448,12 +449,8 @@ torch::Tensor Stem4dFile::read_frames(const std::vector<int64_t>& indices) const
                                                  plural(s.n(), "pattern", "patterns"));
   const int64_t k = static_cast<int64_t>(indices.size());
   torch::Tensor out = torch::empty({k, s.qy, s.qx}, torch::kFloat);
-  for (int64_t pos = 0; pos < k;) {
-    int64_t len = 1;
-    while (pos + len < k && indices[static_cast<size_t>(pos + len)] == indices[static_cast<size_t>(pos + len - 1)] + 1) ++len;
-    s.read_run(indices[static_cast<size_t>(pos)], len, out.narrow(0, pos, len));
-    pos += len;
-  }
+  frame_stack::read_runs(indices, out,
+                         [&](int64_t first, int64_t len, torch::Tensor rows) { s.read_run(first, len, rows); });
   s.apply_mask(out);
   s.check_frames(out, [&](int64_t row) { return indices[static_cast<size_t>(row)]; });
   return out;
@@ -472,16 +469,10 @@ std::optional<GroundTruth> Stem4dFile::ground_truth() const {
   return t;
 }
 
-namespace {
-int64_t block_patterns(int64_t qy, int64_t qx) {
-  return std::max<int64_t>(1, (int64_t{64} << 20) / std::max<int64_t>(1, qy * qx * 4));
-}
-}  // namespace
-
 std::vector<std::string> Stem4dFile::problems() const {
   const Impl& s = *impl_;
   std::vector<std::string> out = s.notes;
-  const int64_t step = block_patterns(s.qy, s.qx);
+  const int64_t step = frame_stack::frames_per_block(s.qy, s.qx);
   int64_t bad = 0, first_bad = -1, empty = 0, first_empty = -1;
   const auto starts = validation_text::blocks_to_scan(s.n(), step, s.qy * s.qx * 4);
   int64_t scanned = 0;
