@@ -25,7 +25,6 @@
 #include <string>
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/linalg.h>  // not in torch/torch.h from LibTorch 2.x
 
 #include "data/simulate.h"
 #include "models/losses.h"
@@ -174,7 +173,7 @@ int main(int argc, char** argv) {
                 rms_position_error(r.positions, truth_here), static_cast<long>(r.moved));
     {  // diagnosis: residual after the best affine map
       auto X = torch::cat({truth_here, torch::ones({truth_here.size(0), 1}, torch::kFloat64)}, 1);
-      auto sol = std::get<0>(torch::linalg::lstsq(X, r.positions, c10::nullopt, c10::nullopt));
+      auto sol = std::get<0>(torch::linalg_lstsq(X, r.positions, c10::nullopt, c10::nullopt));
       auto fit = X.matmul(sol);
       auto d = (r.positions - truth_here);
       d = (d - d.mean(0, true)).pow(2).sum(1).sqrt();

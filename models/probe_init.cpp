@@ -1,7 +1,5 @@
 #include "models/probe_init.h"
 
-#include <torch/linalg.h>  // not in torch/torch.h from LibTorch 2.x
-
 #include "models/propagation.h"
 #include "src/error.h"
 
@@ -81,7 +79,7 @@ torch::Tensor orthogonalise_modes(const torch::Tensor& probe) {
   if (M == 1) return probe;
   auto flat = probe.reshape({M, -1}).to(torch::kComplexDouble);
   auto overlap = torch::matmul(flat.conj(), flat.transpose(0, 1));  // (M, M) Hermitian
-  auto [evals, evecs] = torch::linalg::eigh(overlap, "L");
+  auto [evals, evecs] = torch::linalg_eigh(overlap, "L");
   // eigh sorts ascending: reverse for decreasing power.
   evecs = evecs.flip({1});
   auto ortho = torch::matmul(evecs.transpose(0, 1), flat);
