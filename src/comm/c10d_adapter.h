@@ -1,8 +1,9 @@
 #pragma once
 // Internal to src/comm: the one place that talks to c10d (TCPStore,
 // PrefixStore, ProcessGroupGloo / ProcessGroupNCCL, Work).  Everything that
-// differs between LibTorch 1.13 and 2.x is hidden in c10d_adapter.cpp; this
-// header includes no c10d header.
+// differs between LibTorch 1.13 and 2.x is in c10d_compat.h, included only by
+// the adapter's files (c10d_group.h and its c10d_*.cpp); this header
+// includes no c10d header.
 #include <torch/torch.h>
 
 #include <chrono>
