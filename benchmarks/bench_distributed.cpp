@@ -53,6 +53,7 @@
 
 #include <c10/core/CPUAllocator.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "data/cxi_writer.h"
 #include "data/simulate.h"
@@ -93,7 +94,16 @@ void delete_counted(void* ctx) {
 
 struct CountingAllocator final : c10::Allocator {
   explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) {}
-  c10::DataPtr allocate(size_t n) const override {
+  // LibTorch 2.x's allocate() is not const and it adds copy_data().
+#if TORCH_VERSION_MAJOR >= 2
+  c10::DataPtr allocate(size_t n) override { return counted(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+#else
+  c10::DataPtr allocate(size_t n) const override { return counted(n); }
+#endif
+  c10::DataPtr counted(size_t n) const {
     c10::DataPtr dp = inner_->allocate(n);
     void* data = dp.get();
     const auto device = dp.device();

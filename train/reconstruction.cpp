@@ -1,5 +1,7 @@
 #include "train/reconstruction.h"
 
+#include <unistd.h>  // sysconf: the memory a set-up may ask for
+
 #include "src/comm/gather.h"
 #include "train/tile_state.h"
 
