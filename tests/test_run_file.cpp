@@ -40,9 +40,7 @@ void write_text(const fs::path& p, const std::string& text) {
 // Parses a command line (words after the command) the way `tessera
 // reconstruct` does: a run file's settings first, then the command line's.
 cxxopts::ParseResult parse(const OptionTable& table, std::vector<std::string> words) {
-  cxxopts::Options o("t", "");
-  add_options(o, "", table);
-  o.parse_positional({"data"});
+  auto o = reconstruct_command_options(table);
   words.insert(words.begin(), "reconstruct");
   std::vector<char*> argv;
   for (auto& w : words) argv.push_back(w.data());

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <map>
+#include <optional>
 
 #include "src/error.h"
 #include "src/registry.h"
@@ -84,6 +85,27 @@ void rotate_second_moment(torch::Tensor& v, const torch::Tensor& u) {
   im.copy_(new_im);
 }
 
+// The per-parameter state arrays of the optimisers this build knows, by how
+// they follow the parameter p -> u p: moments turn with it, element-wise
+// second moments of (re, im) mix. Handles share the state's storage, so
+// changing them in place changes the state. nullopt for another kind.
+struct StateArrays {
+  std::vector<torch::Tensor> moments, second_moments;
+};
+
+std::optional<StateArrays> state_arrays(torch::optim::OptimizerParamState* state) {
+  using namespace torch::optim;
+  if (auto* a = dynamic_cast<AdamParamState*>(state))
+    return StateArrays{{a->exp_avg()}, {a->exp_avg_sq(), a->max_exp_avg_sq()}};
+  if (auto* w = dynamic_cast<AdamWParamState*>(state))
+    return StateArrays{{w->exp_avg()}, {w->exp_avg_sq(), w->max_exp_avg_sq()}};
+  if (auto* g = dynamic_cast<SGDParamState*>(state)) return StateArrays{{g->momentum_buffer()}, {}};
+  if (auto* r = dynamic_cast<RMSpropParamState*>(state))
+    return StateArrays{{r->momentum_buffer(), r->grad_avg()}, {r->square_avg()}};
+  if (auto* d = dynamic_cast<AdagradParamState*>(state)) return StateArrays{{}, {d->sum()}};
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param, const torch::Tensor& u) {
@@ -92,26 +114,10 @@ bool rotate_optimizer_state(torch::optim::Optimizer& optimizer, const torch::Ten
   if (dynamic_cast<LBFGS*>(&optimizer)) return false;
   auto it = optimizer.state().find(optimizer_state_key(optimizer, param));
   if (it == optimizer.state().end()) return true;  // no step taken yet: nothing to carry
-  auto* state = it->second.get();
-  if (auto* a = dynamic_cast<AdamParamState*>(state)) {
-    rotate_moment(a->exp_avg(), u);
-    rotate_second_moment(a->exp_avg_sq(), u);
-    rotate_second_moment(a->max_exp_avg_sq(), u);
-  } else if (auto* w = dynamic_cast<AdamWParamState*>(state)) {
-    rotate_moment(w->exp_avg(), u);
-    rotate_second_moment(w->exp_avg_sq(), u);
-    rotate_second_moment(w->max_exp_avg_sq(), u);
-  } else if (auto* g = dynamic_cast<SGDParamState*>(state)) {
-    rotate_moment(g->momentum_buffer(), u);
-  } else if (auto* r = dynamic_cast<RMSpropParamState*>(state)) {
-    rotate_second_moment(r->square_avg(), u);
-    rotate_moment(r->momentum_buffer(), u);
-    rotate_moment(r->grad_avg(), u);
-  } else if (auto* d = dynamic_cast<AdagradParamState*>(state)) {
-    rotate_second_moment(d->sum(), u);
-  } else {
-    return false;
-  }
+  const auto arrays = state_arrays(it->second.get());
+  if (!arrays) return false;
+  for (auto m : arrays->moments) rotate_moment(m, u);
+  for (auto v : arrays->second_moments) rotate_second_moment(v, u);
   return true;
 }
 
@@ -122,21 +128,10 @@ std::string optimizer_state_mismatch(torch::optim::Optimizer& optimizer) {
     for (auto& param : group.params()) {
       auto it = optimizer.state().find(optimizer_state_key(optimizer, param));
       if (it == optimizer.state().end()) continue;  // no step taken yet
-      std::vector<torch::Tensor> tensors;
-      auto* state = it->second.get();
-      if (auto* a = dynamic_cast<AdamParamState*>(state)) {
-        tensors = {a->exp_avg(), a->exp_avg_sq(), a->max_exp_avg_sq()};
-      } else if (auto* w = dynamic_cast<AdamWParamState*>(state)) {
-        tensors = {w->exp_avg(), w->exp_avg_sq(), w->max_exp_avg_sq()};
-      } else if (auto* g = dynamic_cast<SGDParamState*>(state)) {
-        tensors = {g->momentum_buffer()};
-      } else if (auto* r = dynamic_cast<RMSpropParamState*>(state)) {
-        tensors = {r->square_avg(), r->momentum_buffer(), r->grad_avg()};
-      } else if (auto* d = dynamic_cast<AdagradParamState*>(state)) {
-        tensors = {d->sum()};
-      } else {
-        return "a per-parameter state of a kind this build does not know";
-      }
+      const auto arrays = state_arrays(it->second.get());
+      if (!arrays) return "a per-parameter state of a kind this build does not know";
+      std::vector<torch::Tensor> tensors = arrays->moments;
+      tensors.insert(tensors.end(), arrays->second_moments.begin(), arrays->second_moments.end());
       for (const auto& t : tensors) {
         // Optional buffers (amsgrad, momentum 0) stay undefined or empty.
         if (!t.defined() || (t.numel() == 0 && param.numel() != 0)) continue;

@@ -98,7 +98,8 @@ const char* electron_option_given(const LoadOptions& o) {
 }
 
 double photon_energy_kev(double wavelength_a) {
-  return 12.398419843320026 / wavelength_a;  // h c = 12.3984 keV Å
+  using namespace electron;
+  return kPlanckJs * kSpeedOfLightMs / (wavelength_a * 1e-10) / kElementaryChargeC * 1e-3;
 }
 
 // The initial probe of an electron beam: aperture, defocus and C3 from

@@ -9,8 +9,6 @@ namespace tessera::comm::detail {
 
 namespace {
 
-std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
-
 // Runs f on a detached thread and waits at most `limit` for it: a store whose
 // host hangs would otherwise block a diagnosis forever.  f must own (capture by
 // value) everything it touches.  Returns false when f did not finish in time.

@@ -21,6 +21,9 @@ namespace tessera::comm::detail {
 using ::tessera::detail::concat;
 using std::chrono::milliseconds;
 
+// A text as the bytes a c10d Store keeps.
+inline std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
+
 class GroupImpl;
 
 // One c10d Work.  Gloo's send/recv Work only learns that it completed inside

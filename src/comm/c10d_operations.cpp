@@ -6,6 +6,8 @@
 
 namespace tessera::comm::detail {
 
+namespace {
+
 // NCCL work completes on the GPU: poll it against our own deadline (Work::wait
 // does not block the host unless TORCH_NCCL_BLOCKING_WAIT is set), then let
 // wait() order the current stream after it and rethrow any error.
@@ -26,6 +28,8 @@ void wait_polling(compat::Work& work, milliseconds timeout) {
   }
   work.wait();
 }
+
+}  // namespace
 
 void C10dOp::blocking_wait() {
   std::string error;

@@ -12,8 +12,6 @@ namespace tessera::comm::detail {
 
 namespace {
 
-std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
-
 // Gloo writes with writev(), which raises SIGPIPE on a connection the peer
 // has closed or reset, and SIGPIPE ends a process without a word.  Python,
 // and so every torch.distributed program, ignores it; a C++ rank must do so

@@ -22,15 +22,6 @@ inline void require_no_extra_arguments(const cxxopts::ParseResult& r, const std:
                       " reads at most one data file, and options start with --");
 }
 
-// An option that, when given, must be > 0 (its default, 0, means "automatic").
-template <typename T>
-void require_positive_if_given(const cxxopts::ParseResult& r, const char* name) {
-  if (!r.count(name)) return;
-  const T v = r[name].as<T>();
-  TESSERA_REQUIRE(SettingsError, v > 0, "--", name, " must be positive, got ", v,
-                  " (leave it out for the automatic value)");
-}
-
 // "RxC" with two positive integers and nothing else; names the option on error.
 inline std::pair<int, int> parse_grid(const std::string& text, const char* option) {
   const auto x = text.find('x');

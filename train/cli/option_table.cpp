@@ -39,15 +39,6 @@ std::shared_ptr<cxxopts::Value> value_of(const OptionSpec& spec) {
   return v;
 }
 
-// Text of one option's value, as on the command line.
-template <typename T>
-std::string text_of(const T& v) {
-  std::ostringstream s;
-  s.precision(17);
-  s << v;
-  return s.str();
-}
-
 const OptionSpec* find_spec(const OptionTable& table, const std::string& name) {
   for (const auto& spec : table)
     if (spec.name == name) return &spec;
@@ -200,7 +191,7 @@ void check_values(const cxxopts::ParseResult& r, const OptionTable& table) {
         const int64_t v = r[spec.name].as<int64_t>();
         // Every whole-number setting is an int or smaller inside: a larger
         // value is a typo, not a wish, and must not wrap around.
-        TESSERA_REQUIRE(SettingsError, spec.name == "seed" || (v >= INT_MIN && v <= INT_MAX), option, " is ", v,
+        TESSERA_REQUIRE(SettingsError, spec.wide || (v >= INT_MIN && v <= INT_MAX), option, " is ", v,
                         ", beyond the largest value it takes (", INT_MAX, ")");
         check_bound(static_cast<double>(v), std::to_string(v));
         break;
@@ -208,7 +199,7 @@ void check_values(const cxxopts::ParseResult& r, const OptionTable& table) {
       case OptionKind::number: {
         const double v = r[spec.name].as<double>();
         TESSERA_REQUIRE(SettingsError, std::isfinite(v), option, " must be a finite number, got ", v);
-        check_bound(v, text_of(v));
+        check_bound(v, number_text(v));
         break;
       }
       case OptionKind::numbers:

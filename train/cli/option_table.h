@@ -44,6 +44,7 @@ struct OptionSpec {
   std::vector<std::string> choices = {};  // allowed values of a text (listed in the help); empty: any
   bool recorded = true;  // false: not a setting of the reconstruction (--help, --config, --resume, --overwrite)
   bool positional = false;
+  bool wide = false;  // a whole number beyond int's range (the seed); the others are ints inside
 };
 using OptionTable = std::vector<OptionSpec>;
 

@@ -26,16 +26,6 @@ namespace tessera::cli {
 
 namespace {
 
-cxxopts::Options reconstruct_options(const OptionTable& table) {
-  cxxopts::Options o("tessera reconstruct",
-                     "Reconstruct object and probe from a CXI data file. Under torchrun each rank takes one or "
-                     "more tiles of the object (image gradient decomposition).");
-  add_options(o, "", table);
-  o.parse_positional({"data"});
-  o.positional_help("DATA");
-  return o;
-}
-
 int whole(const cxxopts::ParseResult& r, const char* name) {
   return static_cast<int>(r[name].as<int64_t>());  // in int range: check_values
 }
@@ -64,7 +54,7 @@ int reconstruct(int argc, char** argv) {
   ReconstructionSettings s;
   RunOptions run;
   const OptionTable table = reconstruct_option_table();
-  auto o = reconstruct_options(table);
+  auto o = reconstruct_command_options(table);
   const auto command_line = o.parse(argc, argv);
   if (command_line["help"].as<bool>()) {
     std::cout << o.help() << std::endl;
@@ -80,8 +70,7 @@ int reconstruct(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
   std::vector<char*> pointers;
   for (auto& a : args) pointers.push_back(a.data());
-  auto o2 = reconstruct_options(table);
-  const auto r = o2.parse(static_cast<int>(pointers.size()), pointers.data());
+  const auto r = o.parse(static_cast<int>(pointers.size()), pointers.data());
   if (!r.count("data"))
     throw SettingsError(config ? "no data file: give DATA or set data = \"FILE\" in " + config->source
                                : std::string("no data file: tessera reconstruct DATA [options]"));

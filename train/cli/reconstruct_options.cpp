@@ -44,7 +44,7 @@ OptionTable reconstruct_option_table() {
        Bound::at_least_minus_one},
       {"batch-size", K::whole, "0", "patterns per optimiser step (default: 1/8 of the scan)", "", Bound::positive},
       {"chunk-size", K::whole, "64", "patterns per forward/backward pass (memory bound)", "", Bound::positive},
-      {"seed", K::whole, "1", "seed of the mini-batch order", "", Bound::at_least_zero},
+      {"seed", K::whole, "1", "seed of the mini-batch order", "", Bound::at_least_zero, {}, true, false, true},
       {"tiles", K::whole, "1", "number of object tiles (default: one per rank)", "", Bound::positive},
       {"tile-grid", K::text, "", "explicit tile grid, e.g. 2x3 (rows x columns)"},
       {"modes", K::whole, "1", "incoherent probe modes"},
@@ -112,6 +112,16 @@ OptionTable reconstruct_option_table() {
   };
   for (auto& spec : load_option_table()) t.push_back(std::move(spec));
   return t;
+}
+
+cxxopts::Options reconstruct_command_options(const OptionTable& table) {
+  cxxopts::Options o("tessera reconstruct",
+                     "Reconstruct object and probe from a CXI data file. Under torchrun each rank takes one or "
+                     "more tiles of the object (image gradient decomposition).");
+  add_options(o, "", table);
+  o.parse_positional({"data"});
+  o.positional_help("DATA");
+  return o;
 }
 
 }  // namespace tessera::cli

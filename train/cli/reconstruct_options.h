@@ -9,4 +9,7 @@ namespace tessera::cli {
 // Every option of `tessera reconstruct`, the loading options included.
 OptionTable reconstruct_option_table();
 
+// The command's cxxopts options from that table, DATA positional.
+cxxopts::Options reconstruct_command_options(const OptionTable& table);
+
 }  // namespace tessera::cli
