@@ -6,9 +6,13 @@
 // descheduled turns each parallel region into a wait for a time slice.
 //
 //   bench_iteration [frames_per_side=20 | YxX] [frame=64] [iterations=10] [threads=0] [chunk=engine default]
-//   (OPTIMIZER and LOSS in the environment override the engine's defaults; STEP the
+//   (OPTIMIZER and LOSS in the environment override the engine's defaults; FFT_LIBRARIES=fftw,mkl
+//   times only those; STEP the
 //   scan step in pixels, default the simulator's; DEVICE=cuda runs on the GPU)
 //
+// On the CPU every FFT library the build has (src/fft/batched_fft.h) is timed
+// in turn, in the same run: its floor and the iteration with the fused
+// operators calling it; the build's default is marked.
 // On CUDA the floor is cuFFT on each chunk as one batch (the fused loss's
 // call), synchronised; the peak GPU memory of the timed iterations (the
 // caching allocator's high-water mark of allocated bytes) is printed next to
@@ -29,6 +33,7 @@
 
 #include "data/simulate.h"
 #include "models/far_field_loss.h"
+#include "src/fft/batched_fft.h"
 #include "src/memory_model.h"
 #include "src/threads.h"
 #include "train/reconstruction.h"
@@ -127,7 +132,10 @@ int main(int argc, char** argv) {
       }
     sync();
   };
-  auto fft_round = [&] {
+  // On the CPU, one floor per FFT library this build has (src/fft): LibTorch's
+  // out of place, as torch::fft is called; the others in place, as the fused
+  // loss calls them.
+  auto fft_round = [&](FftLibrary library) {
     if (cuda) return fft_round_cuda();
     for (int64_t b = 0; b < n; b += rec.batch_size())
       for (int64_t c = b; c < std::min(n, b + rec.batch_size()); c += chunk) {
@@ -141,30 +149,51 @@ int main(int argc, char** argv) {
                            for (int64_t blk; (blk = next.fetch_add(1)) < blocks;) {
                              const int64_t len = std::min(block, chunk_len - blk * block);
                              auto w = len == block ? waves : waves.slice(0, 0, len);
-                             auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
-                             auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
+                             if (library == FftLibrary::libtorch) {
+                               auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
+                               auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");
+                             } else {
+                               fft2_in_place(w, false, library);
+                               fft2_in_place(w, true, library);
+                             }
                            }
                          });
       }
   };
-  fft_round();
+  auto libraries = cuda ? std::vector<FftLibrary>{FftLibrary::libtorch} : available_fft_libraries();
+  if (const char* only = std::getenv("FFT_LIBRARIES"); only && !cuda) {  // e.g. "fftw,mkl", for profiling one
+    libraries.clear();
+    std::string list(only);
+    for (size_t at = 0; at <= list.size();) {
+      const size_t comma = std::min(list.find(',', at), list.size());
+      libraries.push_back(fft_library_from_name(list.substr(at, comma - at)));
+      at = comma + 1;
+    }
+  }
+  const size_t L = libraries.size();
+  for (auto l : libraries) {
+    ScopedFftLibrary use(l);
+    rec.iterate();  // the library's plans made before timing
+    fft_round(l);
+  }
   // Iterations and floor rounds alternate, so that both see the same load on a
   // shared machine; medians are robust to the odd descheduled round.
-  std::vector<double> iteration_s, floor_s;
+  std::vector<std::vector<double>> iteration_s(L), floor_s(L);
   int64_t peak = -1;  // over the iterations alone (the floor's buffers, one chunk of waves, stay allocated)
-  for (int i = 0; i < iterations; ++i) {
-    reset_gpu_peak(device);
-    const auto t0 = Clock::now();
-    rec.iterate();
-    sync();
-    const auto t1 = Clock::now();
-    peak = std::max(peak, gpu_peak_bytes(device));
-    fft_round();
-    const auto t2 = Clock::now();
-    iteration_s.push_back(std::chrono::duration<double>(t1 - t0).count());
-    floor_s.push_back(std::chrono::duration<double>(t2 - t1).count());
-  }
-  const double per_iteration = median(iteration_s), floor = median(floor_s);
+  for (int i = 0; i < iterations; ++i)
+    for (size_t k = 0; k < L; ++k) {
+      ScopedFftLibrary use(libraries[k]);
+      reset_gpu_peak(device);
+      const auto t0 = Clock::now();
+      rec.iterate();
+      sync();
+      const auto t1 = Clock::now();
+      peak = std::max(peak, gpu_peak_bytes(device));
+      fft_round(libraries[k]);
+      const auto t2 = Clock::now();
+      iteration_s[k].push_back(std::chrono::duration<double>(t1 - t0).count());
+      floor_s[k].push_back(std::chrono::duration<double>(t2 - t1).count());
+    }
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
   std::printf("device %s, scan %ldx%ld, step %g px, object %ldx%ld px\n", s.device.c_str(), static_cast<long>(scan_y),
               static_cast<long>(scan_x), sim.step_px, static_cast<long>(geometry.object_h),
@@ -173,14 +202,21 @@ int main(int argc, char** argv) {
               static_cast<long>(n), static_cast<long>(frame), static_cast<long>(frame),
               static_cast<long>(rec.batch_size()), static_cast<long>(chunk), static_cast<long>(block), threads,
               wait_policy ? wait_policy : "(unset)");
-  std::printf("seconds per iteration      %.4f  (median of %d; mean %.4f)\n", per_iteration, iterations,
-              mean(iteration_s));
-  std::printf("FFT floor per iteration    %.4f  (median; mean %.4f; %ld forward + %ld inverse %ldx%ld FFTs)\n", floor,
-              mean(floor_s), static_cast<long>(n), static_cast<long>(n), static_cast<long>(frame),
-              static_cast<long>(frame));
-  std::printf("ratio iteration / floor    %.2f  (target <= 1.5; ratio of means %.2f)\n", per_iteration / floor,
-              mean(iteration_s) / mean(floor_s));
-  std::printf("patterns per second        %.0f\n", n / per_iteration);
+  std::printf("FFT floor: %ld forward + %ld inverse %ldx%ld FFTs per iteration; medians of %d\n",
+              static_cast<long>(n), static_cast<long>(n), static_cast<long>(frame), static_cast<long>(frame),
+              iterations);
+  double fastest_floor = 1e300;
+  for (size_t k = 0; k < L; ++k) fastest_floor = std::min(fastest_floor, median(floor_s[k]));
+  for (size_t k = 0; k < L; ++k) {
+    const double it = median(iteration_s[k]), fl = median(floor_s[k]);
+    std::printf("%-9s%s FFT floor %.4f s, iteration %.4f s (mean %.4f), iteration / own floor %.2f, "
+                "/ fastest floor %.2f, %.0f patterns/s\n",
+                cuda ? "cufft" : fft_library_name(libraries[k]),
+                !cuda && libraries[k] == default_fft_library() ? "*" : " ", fl, it, mean(iteration_s[k]), it / fl,
+                it / fastest_floor, n / it);
+  }
+  if (!cuda) std::printf("(* the build's default: %s; target iteration <= 1.5 x the fastest floor)\n",
+                         fft_library_description(default_fft_library()).c_str());
   // What `tessera plan` predicts for this run on one rank (same chunk and batch).
   MemoryModelInputs in;
   in.chunk_size = s.chunk_size;

@@ -10,6 +10,7 @@
 
 #include "models/propagation.h"
 #include "src/error.h"
+#include "src/fft/batched_fft.h"
 #include "src/memory_model.h"
 #include "src/ops/patches.h"
 #include "src/reusable_buffer.h"
@@ -307,11 +308,13 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
             windows.extract(b0, b0 + len, patches.data_ptr());
             auto waves = len == per_block ? psi : psi.narrow(0, 0, len);
             form_exit_waves<T>(probe_p, ptr(patches), ptr(waves), len, M, n);
-            auto Psi = far_field(waves).contiguous();
-            block_loss<T>(ptr(Psi), meas, b0, len, M, n, loss, residual, per_pattern.data());
+            // In place: the block's exit waves become its far field, then its
+            // residual, then the exit waves' gradient, in one cache-sized array.
+            fft2_in_place(waves, false);
+            block_loss<T>(ptr(waves), meas, b0, len, M, n, loss, residual, per_pattern.data());
             if (residual) {
-              const auto g = far_field_adjoint(Psi).contiguous();
-              product_gradients<T>(probe_p, ptr(patches), ptr(g),
+              fft2_in_place(waves, true);
+              product_gradients<T>(probe_p, ptr(patches), ptr(waves),
                                    want_probe ? ptr(probe_partials) + blk * M * n * 2 : nullptr,
                                    want_windows ? ptr(grad_windows) + b0 * n * 2 : nullptr, len, M, n,
                                    static_cast<T>(weight));

@@ -2,13 +2,45 @@
 
 #include <cmath>
 
+#include "src/fft/batched_fft.h"
+
 namespace tessera {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The orthonormal 2-D DFT through the build's CPU FFT library (in place on a
+// copy), with its adjoint, the inverse DFT, as the gradient. Backward goes
+// through far_field / far_field_adjoint again, so double backward works.
+class OrthoFft2 : public torch::autograd::Function<OrthoFft2> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& wave, bool inverse) {
+    ctx->saved_data["inverse"] = inverse;
+    auto out = torch::empty_like(wave, torch::MemoryFormat::Contiguous);
+    out.copy_(wave);
+    fft2_in_place(out, inverse);
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const bool inverse = ctx->saved_data["inverse"].toBool();
+    return {inverse ? far_field(grad[0]) : far_field_adjoint(grad[0]), torch::Tensor()};
+  }
+};
+
+bool own_fft(const torch::Tensor& wave) {
+  return wave.device().is_cpu() && wave.is_complex() && active_fft_library() != FftLibrary::libtorch;
+}
+
+}  // namespace
 
 torch::Tensor far_field(const torch::Tensor& exit_wave) {
+  if (own_fft(exit_wave)) return OrthoFft2::apply(exit_wave, false);
   return torch::fft::fft2(exit_wave, c10::nullopt, {-2, -1}, "ortho");
 }
 
 torch::Tensor far_field_adjoint(const torch::Tensor& detector_wave) {
+  if (own_fft(detector_wave)) return OrthoFft2::apply(detector_wave, true);
   return torch::fft::ifft2(detector_wave, c10::nullopt, {-2, -1}, "ortho");
 }
 
@@ -23,7 +55,9 @@ torch::Tensor fresnel_transfer_function(int64_t h, int64_t w, double py, double 
 }
 
 torch::Tensor propagate(const torch::Tensor& wave, const torch::Tensor& transfer) {
-  return torch::fft::ifft2(torch::fft::fft2(wave) * transfer);
+  // The orthonormal pair: the same as the unnormalised forward and 1/n
+  // inverse, with both transforms the build's FFT library.
+  return far_field_adjoint(far_field(wave) * transfer);
 }
 
 torch::Tensor to_fft_order(const torch::Tensor& frames) {

@@ -1,6 +1,7 @@
 #pragma once
 // Wave propagation operators. Each is linear and unitary, so its adjoint is its
-// inverse; autograd supplies the adjoints through torch::fft.
+// inverse; autograd supplies the adjoints. On the CPU the transforms are the
+// build's FFT library's (src/fft/batched_fft.h), elsewhere torch::fft's.
 //
 // Centring convention: tessera keeps diffraction data internally in FFT order
 // (zero spatial frequency at pixel [0, 0]). Files store frames as measured, with

@@ -9,6 +9,7 @@
 #                           PyPI's Linux x86-64 wheel of 2.11.0 is the CUDA 13.0 build)
 #   PYTHON                  the interpreter that creates the environment (default python3)
 #
+# With torch it installs mkl-include (MKL's headers, for the CPU FFT).
 # It downloads the torch wheel (531 MB) and the NVIDIA runtime wheels it
 # depends on (cuBLAS, cuDNN, cuFFT, NCCL, ...): 28 wheels, 2.7 GB, 4.6 GB
 # installed, in about 6 minutes here.
@@ -46,5 +47,11 @@ else
   start=$(date +%s)
   "$venv/bin/pip" install --progress-bar off -q "torch==$version"
   echo "setup_torch2: torch $version installed in $(( $(date +%s) - start )) s"
+fi
+# MKL's FFT headers (1.3 MB): the pip LibTorch on x86-64 links MKL and exports
+# its DFTI, which the fused operators then call directly (src/fft). The
+# headers of the MKL release inside torch 2.11 (2024.2).
+if [ "$(uname -m)" = x86_64 ] && [ ! -f "$venv/include/mkl_dfti.h" ]; then
+  "$venv/bin/pip" install --progress-bar off -q "mkl-include==${TESSERA_MKL_INCLUDE_VERSION:-2024.2.0}"
 fi
 "$venv/bin/python" -W ignore -c 'import torch; print("setup_torch2: torch", torch.__version__, "CUDA", torch.version.cuda, "cmake prefix", torch.utils.cmake_prefix_path)'

@@ -60,6 +60,16 @@ TEST(Cli, SimulateInfoReconstruct) {
   o = run("plan " + data + " --ranks 1,4");
   EXPECT_EQ(o.code, 0) << o.text;
   EXPECT_NE(o.text.find("K = 4 ranks"), std::string::npos) << o.text;
+  // The result names what computed it, as --version does.
+  o = run("--version");
+  EXPECT_EQ(o.code, 0) << o.text;
+  const auto fft_at = o.text.find("CPU FFT: ");
+  ASSERT_NE(fft_at, std::string::npos) << o.text;
+  EXPECT_NE(o.text.find("LibTorch "), std::string::npos) << o.text;
+  const auto fft = o.text.substr(fft_at + 9, o.text.find('\n', fft_at) - fft_at - 9);
+  auto f = tessera::h5::File::open(result);
+  EXPECT_EQ(f.read_string_attribute("cpu_fft"), fft);
+  EXPECT_FALSE(f.read_string_attribute("libtorch").empty());
   fs::remove_all(dir);
 }
 
@@ -295,7 +305,7 @@ TEST(Cli, AbsurdInputIsRefusedNamingIt) {
       // cxxopts's own conversion errors, which did not name the option.
       {"--object-rate nan", "--object-rate: 'nan'"}, {"--rate-scale=abc", "--rate-scale: 'abc'"},
       {"--defocus-candidates 4,x", "--defocus-candidates: 'x'"},
-      {"--defocus-start sideways", "--defocus-start must be one of parallax, search, focused"},
+      {"--defocus-start sideways", "--defocus-start must be one of focused, parallax, search"},
       {"--defocus-search-iterations -1", "defocus-search-iterations must be >= 0"}};
   for (const auto& [options, named] : refused) {
     auto o = run(base + options);

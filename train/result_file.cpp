@@ -3,7 +3,10 @@
 #include <cmath>
 #include <cstring>
 
+#include <torch/version.h>
+
 #include "src/error.h"
+#include "src/fft/batched_fft.h"
 #include "src/io/atomic_file.h"
 #include "src/io/hdf5.h"
 
@@ -16,6 +19,10 @@ void write_result_file(const std::string& path, const ReconstructionResult& r) {
     auto f = h5::File::create(tmp);
     f.write_attribute("program", std::string("tessera"));
     f.write_attribute("version", std::string(TESSERA_VERSION));
+    // What computed it: results differ by float rounding between LibTorch
+    // versions and FFT libraries.
+    f.write_attribute("libtorch", std::string(TORCH_VERSION));
+    f.write_attribute("cpu_fft", fft_library_description(active_fft_library()));
     f.write_attribute("data_file", r.data_file);
     f.write_attribute("data_fingerprint", r.data_fingerprint);
     auto g = f.require_group("/reconstruction");

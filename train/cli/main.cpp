@@ -3,7 +3,10 @@
 #include <iostream>
 #include <string>
 
+#include <torch/version.h>
+
 #include "src/error.h"
+#include "src/fft/batched_fft.h"
 #include "src/process_memory.h"
 #include "train/cli/arguments.h"
 #include "train/cli/commands.h"
@@ -29,7 +32,8 @@ int main(int argc, char** argv) {
     return argc < 2 ? 1 : 0;
   }
   if (!std::strcmp(argv[1], "--version")) {
-    std::cout << "tessera " TESSERA_VERSION "\n";
+    std::cout << "tessera " TESSERA_VERSION "\nLibTorch " TORCH_VERSION "\nCPU FFT: "
+              << tessera::fft_library_description(tessera::default_fft_library()) << "\n";
     return 0;
   }
   const std::string cmd = argv[1];
