@@ -1,5 +1,5 @@
-// One way to extend (issue 17, item 2): losses, optimisers and priors are
-// Registries; a registered entry is found by name and listed; an optimiser
+// One way to extend (issue 17, item 2): losses, optimisers, priors and probe
+// starts are Registries; a registered entry is found by name and listed; an optimiser
 // whose state the phase-ramp gauge cannot carry is refused, never left
 // inconsistent.
 #include <gtest/gtest.h>
@@ -17,7 +17,9 @@
 #include "src/error.h"
 #include "tests/error_text.h"
 #include "src/registry.h"
+#include "models/probe_init.h"
 #include "train/optimizers.h"
+#include "train/probe_starts.h"
 #include "train/reconstruction.h"
 #include "train/scan_problem.h"
 
@@ -160,4 +162,38 @@ TEST(Registry, AnOptimiserWhoseStateTheGaugeCannotCarryIsRefusedUnlessTheGaugeIs
   s.phase_ramp_gauge = "off";
   Reconstruction rec(small_problem(), s);
   EXPECT_NO_THROW(rec.iterate());
+}
+
+// A program's probe start chooses the probe the reconstruction starts from;
+// one that gives a probe of another shape, and an unknown name, are refused.
+TEST(Registry, AProgramsProbeStartChoosesTheStartingProbe) {
+  EXPECT_EQ(probe_start_names(), (std::vector<std::string>{"focused", "parallax", "search"}));
+  torch::Tensor chosen;
+  register_probe_start({"defocus-3-test", "3 rad at the aperture edge (test)", [&](const ProbeStartContext& c) {
+                          chosen = add_defocus(c.focused_probe, 3.0, c.aperture_radius_px, c.centre);
+                          c.restart_from(chosen);
+                        }});
+  EXPECT_NE(probe_start_help().find("defocus-3-test: 3 rad"), std::string::npos) << probe_start_help();
+  ReconstructionSettings s;
+  s.iterations = 1;
+  s.quiet = true;
+  s.threads = 1;
+  s.defocus_start = "focused";
+  const auto focused = Reconstruction(small_problem(), s).probe();
+  s.defocus_start = "defocus-3-test";
+  Reconstruction rec(small_problem(), s);
+  ASSERT_TRUE(chosen.defined());
+  EXPECT_TRUE(torch::allclose(rec.probe().to(torch::kComplexDouble), chosen.to(torch::kComplexDouble), 1e-6, 1e-6));
+  EXPECT_FALSE(torch::allclose(rec.probe().to(torch::kComplexDouble), focused.to(torch::kComplexDouble), 1e-3, 1e-3));
+
+  register_probe_start({"wrong-shape-test", "(test)", [](const ProbeStartContext& c) {
+                          c.restart_from(torch::ones({1, 3, 3}, c.focused_probe.options()));
+                        }});
+  s.defocus_start = "wrong-shape-test";
+  const std::string shape = settings_error_of([&] { Reconstruction refused(small_problem(), s); });
+  EXPECT_NE(shape.find("probe start 'wrong-shape-test' gave a probe of shape [1, 3, 3]"), std::string::npos) << shape;
+  s.defocus_start = "sideways";
+  const std::string unknown = settings_error_of([&] { Reconstruction refused(small_problem(), s); });
+  EXPECT_NE(unknown.find("unknown probe start 'sideways'; choose one of: defocus-3-test, focused"), std::string::npos)
+      << unknown;
 }

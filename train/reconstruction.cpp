@@ -3,6 +3,7 @@
 #include <unistd.h>  // sysconf: the memory a set-up may ask for
 
 #include "src/comm/gather.h"
+#include "train/probe_starts.h"
 #include "train/tile_state.h"
 
 namespace tessera {
@@ -19,16 +20,24 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   derive_learning_rates();
   make_optimizers();
   exchange_ = std::make_unique<comm::HaloExchange>(*tiling_, local_tiles_, rank_of_tile_, comm_);
-  const bool guessed = s.use_file_probe && problem_.probe_guess;
-  if (guessed || s.defocus_start == "focused") return;
+  if (s.use_file_probe && problem_.probe_guess) return;
   // The focused probe from the data, and the aperture any defocus refers to
-  // (about the zero order).
+  // (about the zero order); the strategy (train/probe_starts.h) chooses the defocus.
   const ProbeStart start{tile_states_.front()->model->probe().detach().clone(), zero_order_rest(zero_order_)};
   const double radius = aperture_radius_px(start.probe, start.centre);
-  if (s.defocus_start == "parallax" && start_from_estimated_defocus(start, radius)) return;
-  if (!s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
-      optimizer_->scaling != StepScaling::LineSearch)
-    search_probe_defocus(start, radius);
+  ProbeStartContext context{start.probe, start.centre, radius};
+  context.parallax_defocus = [&] { return start_from_estimated_defocus(start, radius); };
+  context.search_defocus = [&] {
+    if (!s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
+        optimizer_->scaling != StepScaling::LineSearch)
+      search_probe_defocus(start, radius);
+  };
+  context.restart_from = [&](const torch::Tensor& probe) {
+    TESSERA_REQUIRE(SettingsError, probe.sizes() == start.probe.sizes(), "probe start '", s.defocus_start,
+                    "' gave a probe of shape ", probe.sizes(), " where the reconstruction's is ", start.probe.sizes());
+    reset(probe.to(start.probe.options()));
+  };
+  probe_start_by_name(s.defocus_start).start(context);
 }
 
 Reconstruction::~Reconstruction() = default;
@@ -55,9 +64,7 @@ void Reconstruction::set_up_local_tiles() {
                   s.slice_thickness_m, " m");
   TESSERA_REQUIRE(SettingsError, s.defocus_search_iterations >= 0, "defocus-search-iterations must be >= 0, got ",
                   s.defocus_search_iterations);
-  TESSERA_REQUIRE(SettingsError, s.defocus_start == "parallax" || s.defocus_start == "search" ||
-                                     s.defocus_start == "focused",
-                  "defocus-start must be parallax, search or focused, got '", s.defocus_start, "'");
+  probe_start_by_name(s.defocus_start);  // an unknown name is refused before any work
   for (double c : s.defocus_candidates)
     TESSERA_REQUIRE(SettingsError, std::isfinite(c), "defocus candidates must be finite numbers, got ", c);
   TESSERA_REQUIRE(SettingsError, s.orthogonalise_every >= 0, "orthogonalise-every must be >= 0, got ",

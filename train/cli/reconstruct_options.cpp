@@ -4,6 +4,7 @@
 #include "models/priors/native.h"
 #include "train/cli/load_options.h"
 #include "train/optimizers.h"
+#include "train/probe_starts.h"
 
 namespace tessera::cli {
 
@@ -50,10 +51,8 @@ OptionTable reconstruct_option_table() {
       {"modes", K::whole, "1", "incoherent probe modes"},
       {"no-file-probe", K::flag, "", "ignore the probe guess stored in the file; estimate it from the data"},
       {"no-defocus-search", K::flag, "", "same as --defocus-start focused"},
-      {"defocus-start", K::text, "parallax",
-       "parallax: read the probe's defocus from the shift of the shadow image across the direct beam, else "
-       "search; search: try the candidates; focused: the zero-phase probe",
-       "", Bound::none, {"parallax", "search", "focused"}},
+      {"defocus-start", K::text, "parallax", "how the probe starts without a stored one: " + probe_start_help(), "",
+       Bound::none, probe_start_names()},
       {"defocus-candidates", K::numbers, "",
        "defocus values the search tries, radians of phase at the aperture edge (comma-separated; one value starts "
        "from that defocus; default -16,-8,-4,0,4,8,16)"},
