@@ -3,6 +3,7 @@
 // over its extent with its own patterns and optimisers; the overlap reduction
 // makes every step equal to the undecomposed one (src/tiling.h). One tile in
 // one process is the ordinary, undecomposed reconstruction.
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -129,7 +130,21 @@ class Reconstruction {
   bool refining_positions() const {
     return position_optimizer_ && iteration_ >= settings_.positions_from;
   }
+  // The step (train/reconstruction_step.cpp): gradients of a batch, summed
+  // over tiles and ranks, then the optimisers; the gauge and the modes' orthogonality per iteration.
+  struct PatternSplit;
+  struct SharedGradients;
   double compute_batch(const std::vector<int64_t>& batch, int64_t global_batch_size);
+  double step_batch(const std::vector<int64_t>& batch, bool refine_probe);  // the batch's loss
+  std::vector<PatternSplit> split_batch(const std::vector<int64_t>& batch) const;
+  void run_patterns(TileState& tile, const std::vector<int64_t>& rows, double scale, double& loss_sum);
+  void add_regulariser_gradients(int64_t global_batch_size, double& loss_sum);
+  SharedGradients shared_gradients(const std::vector<int64_t>& batch, bool refine_probe, bool refine_positions);
+  // Sums the shared gradients and the loss over ranks, running `meanwhile` while the sum is in flight.
+  void sum_over_ranks(SharedGradients& shared, double& loss_sum, const std::function<void()>& meanwhile);
+  void install_shared_gradients(const SharedGradients& shared);
+  void apply_phase_ramp_gauge();
+  void orthogonalise_probe_modes();
   void apply_denoisers();
   double reduce_scalar(double v) const;  // sum over ranks
   double reduce_max(double v) const;

@@ -18,24 +18,24 @@ void ensure_grad(torch::Tensor& p) {
 
 }  // namespace
 
+// This rank's patterns of a batch, per local tile (rows of the tile's own
+// pattern list): those whose windows reach the halo, and the others.
+struct Reconstruction::PatternSplit {
+  std::vector<int64_t> boundary, interior;
+};
+
+// The gradients every tile shares: the probe's (summed over the tiles and
+// ranks) and the batch's positions' (each from the one tile that owns it),
+// one allreduce with the loss.
+struct Reconstruction::SharedGradients {
+  bool probe = false, positions = false;
+  torch::Tensor probe_total;     // the probe's gradient summed over tiles (undefined: a lone tile has it)
+  torch::Tensor position_grads;  // (batch, 2)
+  torch::Tensor batch_rows;      // the batch's pattern indices
+};
+
 double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t global_batch_size) {
-  // Local patterns of this batch, per worker, split into halo-touching and interior.
-  std::vector<std::vector<int64_t>> boundary(tile_states_.size()), interior(tile_states_.size());
-  {
-    std::vector<int64_t> local_index(problem_.scan.num_positions(), -1);
-    std::vector<int> local_worker(problem_.scan.num_positions(), -1);
-    for (size_t w = 0; w < tile_states_.size(); ++w)
-      for (size_t i = 0; i < tile_states_[w]->tile.positions.size(); ++i) {
-        local_index[tile_states_[w]->tile.positions[i]] = static_cast<int64_t>(i);
-        local_worker[tile_states_[w]->tile.positions[i]] = static_cast<int>(w);
-      }
-    for (int64_t j : batch) {
-      const int w = local_worker[j];
-      if (w < 0) continue;
-      const int64_t i = local_index[j];
-      (tile_states_[w]->touches_halo[i] ? boundary : interior)[w].push_back(i);
-    }
-  }
+  const auto split = split_batch(batch);
   const bool refine_probe = settings_.probe_from >= 0 && iteration_ >= settings_.probe_from;
   const bool refine_positions = refining_positions();
   for (auto& wk : tile_states_) {
@@ -47,32 +47,10 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   }
   double loss_sum = 0;
   const double scale = 1.0 / static_cast<double>(global_batch_size);
-  auto run = [&](TileState& wk, const std::vector<int64_t>& idx) {
-    for (size_t b = 0; b < idx.size(); b += settings_.chunk_size) {
-      const size_t e = std::min(idx.size(), b + static_cast<size_t>(settings_.chunk_size));
-      auto sel = torch::tensor(std::vector<int64_t>(idx.begin() + b, idx.begin() + e), torch::kInt64)
-                     .to(wk.positions.device());
-      auto loss = wk.model->data_loss(wk.positions.index_select(0, sel), wk.frames, loss_mask_, *loss_, sel, scale);
-      loss.backward();
-      loss_sum += loss.item<double>() / scale;
-    }
-  };
   // Pipeline: halo-touching patterns first, so their halo gradients can be on
   // the wire while the interior patterns are computed.
-  for (size_t w = 0; w < tile_states_.size(); ++w) run(*tile_states_[w], boundary[w]);
-  // Regularisers: each tile sums the terms of the pixels it owns, once per
-  // step, so the penalty's gradient also adds up to the undecomposed one. Its
-  // gradient reaches the halo (terms of owned pixels read their neighbours),
-  // so it must be in place before start_reduction packs the halo parts.
-  for (auto& [prior, ps] : priors_) {
-    if (!prior->is_regulariser() || ps.weight == 0) continue;
-    for (auto& wk : tile_states_) {
-      const Rect owned = wk->tile.owned.relative_to(wk->tile.extent);
-      auto penalty = prior->penalty(wk->model->object(), owned) * ps.weight;
-      penalty.backward();
-      loss_sum += penalty.item<double>() * static_cast<double>(global_batch_size);
-    }
-  }
+  for (size_t t = 0; t < tile_states_.size(); ++t) run_patterns(*tile_states_[t], split[t].boundary, scale, loss_sum);
+  add_regulariser_gradients(global_batch_size, loss_sum);
   // Only tiles with neighbours need their gradient array now; the others
   // (a run's only tile) let the interior patterns' first backward hand its
   // gradient over.
@@ -83,80 +61,136 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
     grads[wk->tile.index] = wk->model->object_real.grad();
   }
   exchange_->start_reduction(grads);
-  for (size_t w = 0; w < tile_states_.size(); ++w) run(*tile_states_[w], interior[w]);
+  for (size_t t = 0; t < tile_states_.size(); ++t) run_patterns(*tile_states_[t], split[t].interior, scale, loss_sum);
   for (auto& wk : tile_states_) ensure_grad(wk->model->object_real);
-  // The probe is shared by every pattern: its gradient is the sum over tiles,
-  // complete once every local pattern ran. One allreduce per step carries it
-  // and the loss (in the working precision; the loss alone in double), in
-  // flight while the halo reduction finishes: the only synchronisation point
-  // of a step besides the halos.
-  const bool multi = comm_ && comm_->size() > 1;
-  // A lone tile on a lone rank already holds the probe's total gradient.
-  const bool sum_probe = refine_probe && (multi || tile_states_.size() > 1);
+  // The probe's gradient is complete once every local pattern ran. One
+  // allreduce per step carries it, the positions' and the loss, in flight
+  // while the halo reduction finishes: the only synchronisation point of a
+  // step besides the halos.
+  auto shared = shared_gradients(batch, refine_probe, refine_positions);
+  sum_over_ranks(shared, loss_sum, [&] { exchange_->finish_reduction(grads); });
+  install_shared_gradients(shared);
+  return loss_sum;  // over every rank
+}
+
+std::vector<Reconstruction::PatternSplit> Reconstruction::split_batch(const std::vector<int64_t>& batch) const {
+  std::vector<PatternSplit> split(tile_states_.size());
+  std::vector<int64_t> local_index(problem_.scan.num_positions(), -1);
+  std::vector<int> local_tile(problem_.scan.num_positions(), -1);
+  for (size_t t = 0; t < tile_states_.size(); ++t)
+    for (size_t i = 0; i < tile_states_[t]->tile.positions.size(); ++i) {
+      local_index[tile_states_[t]->tile.positions[i]] = static_cast<int64_t>(i);
+      local_tile[tile_states_[t]->tile.positions[i]] = static_cast<int>(t);
+    }
+  for (int64_t j : batch) {
+    const int t = local_tile[j];
+    if (t < 0) continue;
+    const int64_t i = local_index[j];
+    (tile_states_[t]->touches_halo[i] ? split[t].boundary : split[t].interior).push_back(i);
+  }
+  return split;
+}
+
+void Reconstruction::run_patterns(TileState& wk, const std::vector<int64_t>& rows, double scale, double& loss_sum) {
+  for (size_t b = 0; b < rows.size(); b += settings_.chunk_size) {
+    const size_t e = std::min(rows.size(), b + static_cast<size_t>(settings_.chunk_size));
+    auto sel = torch::tensor(std::vector<int64_t>(rows.begin() + b, rows.begin() + e), torch::kInt64)
+                   .to(wk.positions.device());
+    auto loss = wk.model->data_loss(wk.positions.index_select(0, sel), wk.frames, loss_mask_, *loss_, sel, scale);
+    loss.backward();
+    loss_sum += loss.item<double>() / scale;
+  }
+}
+
+void Reconstruction::add_regulariser_gradients(int64_t global_batch_size, double& loss_sum) {
+  // Each tile sums the terms of the pixels it owns, once per step, so the
+  // penalty's gradient also adds up to the undecomposed one. Its gradient
+  // reaches the halo (terms of owned pixels read their neighbours), so it
+  // must be in place before start_reduction packs the halo parts.
+  for (auto& [prior, ps] : priors_) {
+    if (!prior->is_regulariser() || ps.weight == 0) continue;
+    for (auto& wk : tile_states_) {
+      const Rect owned = wk->tile.owned.relative_to(wk->tile.extent);
+      auto penalty = prior->penalty(wk->model->object(), owned) * ps.weight;
+      penalty.backward();
+      loss_sum += penalty.item<double>() * static_cast<double>(global_batch_size);
+    }
+  }
+}
+
+Reconstruction::SharedGradients Reconstruction::shared_gradients(const std::vector<int64_t>& batch,
+                                                                 bool refine_probe, bool refine_positions) {
+  SharedGradients shared;
+  shared.probe = refine_probe;
+  shared.positions = refine_positions;
   if (refine_probe)
     for (auto& wk : tile_states_) ensure_grad(wk->model->probe_real);
-  torch::Tensor probe_total;
-  if (sum_probe) {
+  // A lone tile on a lone rank already holds the probe's total gradient.
+  const bool multi = comm_ && comm_->size() > 1;
+  if (refine_probe && (multi || tile_states_.size() > 1))
     for (auto& wk : tile_states_) {
-      if (!probe_total.defined())
-        probe_total = wk->model->probe_real.grad().clone();
+      if (!shared.probe_total.defined())
+        shared.probe_total = wk->model->probe_real.grad().clone();
       else
-        probe_total += wk->model->probe_real.grad();
+        shared.probe_total += wk->model->probe_real.grad();
     }
-  }
+  if (!refine_positions) return shared;
   // Each position's gradient comes from its own pattern, on the one tile that
   // owns it; the batch's rows, summed over ranks, give every rank all of them.
-  torch::Tensor batch_rows, position_grads;
-  if (refine_positions) {
-    position_grads = torch::zeros({static_cast<int64_t>(batch.size()), 2}, positions_.options().requires_grad(false));
-    std::map<int64_t, int64_t> slot;
-    for (size_t i = 0; i < batch.size(); ++i) slot[batch[i]] = static_cast<int64_t>(i);
-    for (auto& wk : tile_states_) {
-      ensure_grad(wk->positions);
-      std::vector<int64_t> rows, slots;
-      for (size_t i = 0; i < wk->tile.positions.size(); ++i) {
-        auto it = slot.find(wk->tile.positions[i]);
-        if (it == slot.end()) continue;
-        rows.push_back(static_cast<int64_t>(i));
-        slots.push_back(it->second);
-      }
-      if (rows.empty()) continue;
-      auto r = torch::tensor(rows, torch::kInt64).to(positions_.device());
-      auto sl = torch::tensor(slots, torch::kInt64).to(positions_.device());
-      position_grads.index_copy_(0, sl, wk->positions.grad().index_select(0, r));
+  shared.position_grads =
+      torch::zeros({static_cast<int64_t>(batch.size()), 2}, positions_.options().requires_grad(false));
+  std::map<int64_t, int64_t> slot;
+  for (size_t i = 0; i < batch.size(); ++i) slot[batch[i]] = static_cast<int64_t>(i);
+  for (auto& wk : tile_states_) {
+    ensure_grad(wk->positions);
+    std::vector<int64_t> rows, slots;
+    for (size_t i = 0; i < wk->tile.positions.size(); ++i) {
+      auto it = slot.find(wk->tile.positions[i]);
+      if (it == slot.end()) continue;
+      rows.push_back(static_cast<int64_t>(i));
+      slots.push_back(it->second);
     }
-    batch_rows = torch::tensor(batch, torch::kInt64).to(positions_.device());
+    if (rows.empty()) continue;
+    auto r = torch::tensor(rows, torch::kInt64).to(positions_.device());
+    auto sl = torch::tensor(slots, torch::kInt64).to(positions_.device());
+    shared.position_grads.index_copy_(0, sl, wk->positions.grad().index_select(0, r));
   }
-  torch::Tensor packed;
-  comm::Request sum;
-  if (multi) {
-    const auto opts = refine_probe || refine_positions ? positions_.options().requires_grad(false)
-                                   : torch::TensorOptions().dtype(torch::kFloat64).device(tile_states_.front()->positions.device());
-    std::vector<torch::Tensor> parts;
-    if (refine_probe) parts.push_back(probe_total.flatten());
-    if (refine_positions) parts.push_back(position_grads.flatten());
-    parts.push_back(torch::full({1}, loss_sum, opts));
-    packed = torch::cat(parts);
-    sum = comm_->allreduce_sum(packed);
+  shared.batch_rows = torch::tensor(batch, torch::kInt64).to(positions_.device());
+  return shared;
+}
+
+void Reconstruction::sum_over_ranks(SharedGradients& shared, double& loss_sum, const std::function<void()>& meanwhile) {
+  if (!comm_ || comm_->size() <= 1) return meanwhile();
+  // In the working precision; the loss alone in double.
+  const auto opts = shared.probe || shared.positions
+                        ? positions_.options().requires_grad(false)
+                        : torch::TensorOptions().dtype(torch::kFloat64).device(tile_states_.front()->positions.device());
+  std::vector<torch::Tensor> parts;
+  if (shared.probe) parts.push_back(shared.probe_total.flatten());
+  if (shared.positions) parts.push_back(shared.position_grads.flatten());
+  parts.push_back(torch::full({1}, loss_sum, opts));
+  auto packed = torch::cat(parts);
+  auto sum = comm_->allreduce_sum(packed);
+  meanwhile();
+  wait_collective(sum);
+  loss_sum = packed[-1].item<double>();
+  int64_t at = 0;
+  if (shared.probe) {
+    shared.probe_total = packed.slice(0, 0, shared.probe_total.numel()).view(shared.probe_total.sizes());
+    at = shared.probe_total.numel();
   }
-  exchange_->finish_reduction(grads);
-  if (multi) {
-    wait_collective(sum);
-    loss_sum = packed[-1].item<double>();
-    int64_t at = 0;
-    if (refine_probe) {
-      probe_total = packed.slice(0, 0, probe_total.numel()).view(probe_total.sizes());
-      at = probe_total.numel();
-    }
-    if (refine_positions) position_grads = packed.slice(0, at, at + position_grads.numel()).view(position_grads.sizes());
-  }
-  if (sum_probe)
-    for (auto& wk : tile_states_) wk->model->probe_real.mutable_grad().copy_(probe_total);
-  if (refine_positions) {
+  if (shared.positions)
+    shared.position_grads =
+        packed.slice(0, at, at + shared.position_grads.numel()).view(shared.position_grads.sizes());
+}
+
+void Reconstruction::install_shared_gradients(const SharedGradients& shared) {
+  if (shared.probe_total.defined())
+    for (auto& wk : tile_states_) wk->model->probe_real.mutable_grad().copy_(shared.probe_total);
+  if (shared.positions) {
     positions_.mutable_grad().zero_();
-    positions_.mutable_grad().index_copy_(0, batch_rows, position_grads);
+    positions_.mutable_grad().index_copy_(0, shared.batch_rows, shared.position_grads);
   }
-  return loss_sum;  // over every rank
 }
 
 IterationStats Reconstruction::iterate() {
@@ -172,45 +206,70 @@ IterationStats Reconstruction::iterate() {
   const bool refine_probe = settings_.probe_from >= 0 && iteration_ >= settings_.probe_from;
   double total_loss = 0;
   for (int64_t b0 = 0; b0 < N; b0 += batch_size_) {
-    const int64_t b1 = std::min(N, b0 + batch_size_);
-    std::vector<int64_t> batch(order.begin() + b0, order.begin() + b1);
-    double batch_loss = 0;
-    if (optimizer_->scaling == StepScaling::LineSearch) {
-      auto& wk = *tile_states_.front();
-      // L-BFGS re-evaluates the loss in its line search: the closure recomputes
-      // every gradient for the parameter it steps.
-      auto closure = [&]() {
-        batch_loss = compute_batch(batch, b1 - b0);
-        return torch::tensor(batch_loss / static_cast<double>(b1 - b0), real_dtype_);
-      };
-      wk.object_optimizer->step(closure);
-      if (refine_probe) wk.probe_optimizer->step(closure);
-      batch_loss = compute_batch(batch, b1 - b0);  // loss at the new point, for the record
-    } else {
-      batch_loss = compute_batch(batch, b1 - b0);  // already summed over ranks
-      if (!std::isfinite(batch_loss))
-        throw Error("the reconstruction diverged at iteration " + std::to_string(iteration_ + 1) +
-                    ": the loss is not finite. Lower the learning rates (--object-rate, --probe-rate, "
-                    "--rate-scale) or try another optimizer; the last good result is kept.");
-      for (auto& wk : tile_states_) {
-        wk->object_optimizer->step();
-        if (refine_probe) wk->probe_optimizer->step();
-      }
-      if (refining_positions()) {
-        position_optimizer_->step();
-        constrain_positions();
-        for (auto& wk : tile_states_) update_tile_positions(*wk);
-      }
-    }
+    const std::vector<int64_t> batch(order.begin() + b0, order.begin() + std::min(N, b0 + batch_size_));
+    total_loss += step_batch(batch, refine_probe);
     for (auto& wk : tile_states_) apply_object_constraints(wk->model->object_real, settings_.object_constraints);
     std::map<int, torch::Tensor> objects;
     for (auto& wk : tile_states_) objects[wk->tile.index] = wk->model->object_real;
     exchange_->refresh(objects);
-    total_loss += batch_loss;
   }
   apply_denoisers();
-  // The phase ramp the data cannot fix leaves the object for the probe, optimiser state along (models/phase_ramp.h).
-  if (refine_probe && gauge_ == Gauge::object && optimizer_->scaling != StepScaling::LineSearch) {
+  if (refine_probe && optimizer_->scaling != StepScaling::LineSearch) apply_phase_ramp_gauge();
+  const int64_t modes = tile_states_.front()->model->probe_real.size(0);
+  if (refine_probe && modes > 1 && settings_.orthogonalise_every > 0 &&
+      (iteration_ + 1) % settings_.orthogonalise_every == 0)
+    orthogonalise_probe_modes();
+  if (refining_positions()) {
+    const int every = settings_.position_search_every;
+    if (every > 0 && (iteration_ + 1 - settings_.positions_from) % every == 0) search_positions();
+    reassign_moved_patterns();
+  }
+  if (optimizer_->scaling == StepScaling::LineSearch && !std::isfinite(total_loss))
+    throw Error("the reconstruction diverged at iteration " + std::to_string(iteration_ + 1) +
+                ": the loss is not finite; the last good result is kept.");
+  ++iteration_;
+  IterationStats st;
+  st.iteration = iteration_;
+  st.loss = total_loss / static_cast<double>(N);
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.wait_seconds = exchange_->wait_seconds() + collective_wait_seconds_ - wait0;
+  return st;
+}
+
+double Reconstruction::step_batch(const std::vector<int64_t>& batch, bool refine_probe) {
+  const auto count = static_cast<int64_t>(batch.size());
+  if (optimizer_->scaling == StepScaling::LineSearch) {
+    auto& wk = *tile_states_.front();
+    // L-BFGS re-evaluates the loss in its line search: the closure recomputes
+    // every gradient for the parameter it steps.
+    auto closure = [&]() {
+      return torch::tensor(compute_batch(batch, count) / static_cast<double>(count), real_dtype_);
+    };
+    wk.object_optimizer->step(closure);
+    if (refine_probe) wk.probe_optimizer->step(closure);
+    return compute_batch(batch, count);  // loss at the new point, for the record
+  }
+  const double loss = compute_batch(batch, count);  // already summed over ranks
+  if (!std::isfinite(loss))
+    throw Error("the reconstruction diverged at iteration " + std::to_string(iteration_ + 1) +
+                ": the loss is not finite. Lower the learning rates (--object-rate, --probe-rate, "
+                "--rate-scale) or try another optimizer; the last good result is kept.");
+  for (auto& wk : tile_states_) {
+    wk->object_optimizer->step();
+    if (refine_probe) wk->probe_optimizer->step();
+  }
+  if (refining_positions()) {
+    position_optimizer_->step();
+    constrain_positions();
+    for (auto& wk : tile_states_) update_tile_positions(*wk);
+  }
+  return loss;
+}
+
+// The phase ramp the data cannot fix leaves the object for the probe (or
+// follows the beam), optimiser state along (models/phase_ramp.h).
+void Reconstruction::apply_phase_ramp_gauge() {
+  if (gauge_ == Gauge::object) {
     PhaseStepSums sums;
     for (auto& wk : tile_states_) {
       const auto t = object_phase_step_sums(wk->model->object_real, wk->ramp_weight_y, wk->ramp_weight_x);
@@ -232,7 +291,7 @@ IterationStats Reconstruction::iterate() {
       rotate_optimizer_state(*wk->object_optimizer, wk->model->object_real, u.object);
     }
   }
-  if (refine_probe && gauge_ == Gauge::beam && optimizer_->scaling != StepScaling::LineSearch) {
+  if (gauge_ == Gauge::beam) {
     // The probe untilted by the zero order's rest is centred when right: for
     // the true probe exactly (its pupil is symmetric), even where it does not
     // fade before the window's edge and a tilt is not a whole-pixel shift.
@@ -244,33 +303,17 @@ IterationStats Reconstruction::iterate() {
       rotate_optimizer_state(*wk->object_optimizer, wk->model->object_real, u.object);
     }
   }
-  const int64_t modes = tile_states_.front()->model->probe_real.size(0);
-  if (refine_probe && modes > 1 && settings_.orthogonalise_every > 0 &&
-      (iteration_ + 1) % settings_.orthogonalise_every == 0) {
-    // Keep the incoherent modes orthogonal: otherwise they drift towards one
-    // another and the mixed state collapses. Every tile holds the same probe,
-    // so every tile computes the same rotation.
-    torch::NoGradGuard no_grad;
-    for (auto& wk : tile_states_) {
-      auto& p = wk->model->probe_real;
-      p.copy_(torch::view_as_real(orthogonalise_modes(torch::view_as_complex(p)).contiguous()));
-    }
+}
+
+void Reconstruction::orthogonalise_probe_modes() {
+  // Keep the incoherent modes orthogonal: otherwise they drift towards one
+  // another and the mixed state collapses. Every tile holds the same probe,
+  // so every tile computes the same rotation.
+  torch::NoGradGuard no_grad;
+  for (auto& wk : tile_states_) {
+    auto& p = wk->model->probe_real;
+    p.copy_(torch::view_as_real(orthogonalise_modes(torch::view_as_complex(p)).contiguous()));
   }
-  if (refining_positions()) {
-    const int every = settings_.position_search_every;
-    if (every > 0 && (iteration_ + 1 - settings_.positions_from) % every == 0) search_positions();
-    reassign_moved_patterns();
-  }
-  if (optimizer_->scaling == StepScaling::LineSearch && !std::isfinite(total_loss))
-    throw Error("the reconstruction diverged at iteration " + std::to_string(iteration_ + 1) +
-                ": the loss is not finite; the last good result is kept.");
-  ++iteration_;
-  IterationStats st;
-  st.iteration = iteration_;
-  st.loss = total_loss / static_cast<double>(N);
-  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  st.wait_seconds = exchange_->wait_seconds() + collective_wait_seconds_ - wait0;
-  return st;
 }
 
 void Reconstruction::apply_denoisers() {
