@@ -284,8 +284,19 @@ TEST(ObjectConstraints, ClampAndPhaseOnly) {
   c.phase_only = true;
   apply_object_constraints(phase, c);
   z = torch::view_as_complex(phase).flatten();
-  for (int i = 0; i < 4; ++i) EXPECT_NEAR(torch::abs(z[i]).item<float>(), 1, 1e-6);
+  // Each step pulls the amplitude kPhaseOnlyPull of the way to 1, phase kept.
+  const float amplitudes[4] = {2, 0.5, 0, 5};
+  for (int i = 0; i < 4; ++i) {
+    const float a = amplitudes[i], pulled = a == 0 ? 0 : a + kPhaseOnlyPull * (1 - a);
+    EXPECT_NEAR(torch::abs(z[i]).item<float>(), pulled, 1e-6) << i;
+  }
   EXPECT_NEAR(torch::angle(z[1]).item<float>(), M_PI / 2, 1e-6);
+  EXPECT_NEAR(torch::angle(z[3]).item<float>(), std::atan2(4.f, -3.f), 1e-6);
+  // The reported object is unit-modulus; a pixel at 0 becomes 1.
+  z = unit_modulus(torch::view_as_complex(o)).flatten();
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(torch::abs(z[i]).item<float>(), 1, 1e-6) << i;
+  EXPECT_NEAR(torch::angle(z[3]).item<float>(), std::atan2(4.f, -3.f), 1e-6);
+  EXPECT_EQ(z[2].item<c10::complex<float>>(), c10::complex<float>(1, 0));
 }
 
 TEST(ObjectConstraints, PhaseOnlyReconstructionIsUnitModulusAndAccurate) {
@@ -306,6 +317,18 @@ TEST(ObjectConstraints, PhaseOnlyReconstructionIsUnitModulusAndAccurate) {
   // projected run reached only 0.93 (measured), the free one 1.0000.
   s.defocus_start = "focused";
   s.object_constraints.phase_only = true;
+  // Mini-batch orders (--seed) at which projecting every step stalled (0.90
+  // to 0.93 with LibTorch 1.13, 2.11 or FFTW): see kPhaseOnlyPull.
+  for (int seed : {3, 8}) {
+    auto t = s;
+    t.seed = seed;
+    const auto o = run(problem, t);
+    EXPECT_LE((torch::abs(o) - 1).abs().max().item<double>(), 1e-5) << "seed " << seed;
+    const auto score = score_against_truth(problem, o).value();
+    std::printf("phase object, seed %d: correlation without phase ramp %.4f phase-only\n", seed,
+                score.correlation_without_ramp);
+    EXPECT_GE(score.correlation_without_ramp, 0.97) << "seed " << seed;
+  }
   const auto object = run(problem, s);
   EXPECT_LE((torch::abs(object) - 1).abs().max().item<double>(), 1e-5);
   const auto a = score_against_truth(problem, object).value();

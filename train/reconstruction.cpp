@@ -270,8 +270,10 @@ torch::Tensor Reconstruction::object() const {
     const Rect o = t.owned.relative_to(t.extent);
     owned[local_tiles_[i]] = tile_states_[i]->model->object().slice(1, o.y0, o.y1()).slice(2, o.x0, o.x1());
   }
-  return comm::gather_owned_regions(comm_.get(), *tiling_, rank_of_tile_, owned, first->object_real.size(0),
-                                    first->object().options());
+  auto object = comm::gather_owned_regions(comm_.get(), *tiling_, rank_of_tile_, owned, first->object_real.size(0),
+                                           first->object().options());
+  // A phase-only state is pulled towards |O| = 1, the object reported is on it.
+  return settings_.object_constraints.phase_only && object.defined() ? unit_modulus(object) : object;
 }
 
 int64_t Reconstruction::local_pattern_count() const {

@@ -14,6 +14,28 @@ std::string serialise(const torch::optim::Optimizer& opt) {
   return s.str();
 }
 
+std::string serialise(const torch::Tensor& t) {
+  torch::serialize::OutputArchive archive;
+  archive.write("values", t);
+  std::ostringstream s;
+  archive.save_to(s);
+  return s.str();
+}
+
+// The tensor of `bytes` if it has `like`'s shape and type; undefined otherwise.
+torch::Tensor deserialise_like(const std::string& bytes, const torch::Tensor& like) {
+  try {
+    torch::serialize::InputArchive archive;
+    std::istringstream s(bytes);
+    archive.load_from(s);
+    torch::Tensor t;
+    archive.read("values", t);
+    return t.sizes() == like.sizes() && t.scalar_type() == like.scalar_type() ? t : torch::Tensor();
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
 void deserialise(torch::optim::Optimizer& opt, const std::string& bytes) {
   torch::serialize::InputArchive archive;
   std::istringstream s(bytes);
@@ -33,6 +55,9 @@ OptimizerStates Reconstruction::optimizer_states() const {
     const bool keep = optimizer_->scaling != StepScaling::LineSearch;
     s[key + "/object"] = keep ? serialise(*wk->object_optimizer) : std::string();
     s[key + "/probe"] = keep ? serialise(*wk->probe_optimizer) : std::string();
+    // A phase-only object is stored projected onto |O| = 1; the state it
+    // continues from is kept here, so that a resume is exact.
+    if (settings_.object_constraints.phase_only) s[key + "/object_values"] = serialise(wk->model->object_real);
   }
   if (position_optimizer_) s["scan/positions"] = serialise(*position_optimizer_);
   return s;
@@ -104,6 +129,11 @@ bool Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& p
     auto part = object.slice(1, e.y0, e.y1()).slice(2, e.x0, e.x1());
     wk->model->object_real.copy_(torch::view_as_real(part.to(wk->model->object().dtype()).contiguous()));
     wk->model->probe_real.copy_(torch::view_as_real(probe.to(wk->model->probe().dtype()).contiguous()));
+    // The state before the phase-only projection, where the tiling is the same.
+    if (auto v = states.find("tile_" + std::to_string(wk->tile.index) + "/object_values");
+        states_fit && v != states.end())
+      if (auto values = deserialise_like(v->second, wk->model->object_real); values.defined())
+        wk->model->object_real.copy_(values);
   }
   if (position_optimizer_) reassign_moved_patterns();
   iteration_ = iteration;
