@@ -122,6 +122,10 @@ int main(int argc, char** argv) {
   const int64_t n = scan_y * scan_x, chunk = std::min(s.chunk_size, rec.batch_size());
   const int64_t block = cuda ? chunk : fused_loss_block(1, frame, frame, torch::kComplexFloat);
   auto waves = torch::randn({block, 1, frame, frame}, torch::TensorOptions(torch::kComplexFloat).device(device));
+  // Each thread transforms its own block, as the fused loss's threads do:
+  // two threads on one array would fight over its cache lines.
+  std::vector<torch::Tensor> thread_waves;
+  for (int t = 0; t < at::get_num_threads(); ++t) thread_waves.push_back(waves.clone());
   auto fft_round_cuda = [&] {
     for (int64_t b = 0; b < n; b += rec.batch_size())
       for (int64_t c = b; c < std::min(n, b + rec.batch_size()); c += chunk) {
@@ -148,7 +152,8 @@ int main(int argc, char** argv) {
                          [&](int64_t, int64_t) {
                            for (int64_t blk; (blk = next.fetch_add(1)) < blocks;) {
                              const int64_t len = std::min(block, chunk_len - blk * block);
-                             auto w = len == block ? waves : waves.slice(0, 0, len);
+                             const auto& mine = thread_waves[static_cast<size_t>(at::get_thread_num())];
+                             auto w = len == block ? mine : mine.slice(0, 0, len);
                              if (library == FftLibrary::libtorch) {
                                auto f = torch::fft::fft2(w, c10::nullopt, {-2, -1}, "ortho");
                                auto g = torch::fft::ifft2(f, c10::nullopt, {-2, -1}, "ortho");

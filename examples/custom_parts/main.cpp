@@ -1,5 +1,6 @@
-// A reconstruction with parts tessera does not ship: a loss, an optimiser and
-// a prior registered or plugged in by the application, on simulated data.
+// A reconstruction with parts tessera does not ship: a loss, an optimiser, a
+// probe start and a prior registered or plugged in by the application, on
+// simulated data.
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -8,6 +9,7 @@
 #include "models/losses.h"
 #include "models/prior.h"
 #include "train/optimizers.h"
+#include "train/probe_starts.h"
 #include "train/run.h"
 #include "train/scan_problem.h"
 
@@ -58,11 +60,19 @@ class Smoothness : public tessera::Prior {
   }
 };
 
+// The defocus the shadow parallax shows, else the focused probe: no search
+// (for data whose probe is known to be near focus when the parallax is flat).
+tessera::ProbeStartInfo parallax_or_focused() {
+  return {"parallax-or-focused", "the shadow parallax's defocus, else the focused probe",
+          [](const tessera::ProbeStartContext& c) { c.parallax_defocus(); }};
+}
+
 }  // namespace
 
 int main() try {
   tessera::register_loss(huber_loss());
   tessera::register_optimizer(adamw());
+  tessera::register_probe_start(parallax_or_focused());
 
   tessera::SimulationSettings sim;
   sim.frame = 32;
@@ -73,6 +83,7 @@ int main() try {
   tessera::ReconstructionSettings settings;
   settings.loss = "huber";
   settings.optimizer = "adamw";
+  settings.defocus_start = "parallax-or-focused";
   settings.iterations = 40;
   settings.quiet = true;
   tessera::RunOptions options;
@@ -84,7 +95,7 @@ int main() try {
   options.priors.emplace_back(std::make_shared<Smoothness>(), weight);
 
   const auto summary = tessera::run_reconstruction(std::move(problem), settings, options);
-  std::cout << "custom loss 'huber', optimiser 'adamw', prior 'smoothness': " << summary.iterations
+  std::cout << "custom loss 'huber', optimiser 'adamw', probe start 'parallax-or-focused', prior 'smoothness': " << summary.iterations
             << " iterations, final loss " << summary.final_loss;
   if (summary.score) std::cout << ", correlation with the true object " << summary.score->correlation;
   std::cout << std::endl;
