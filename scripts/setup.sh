@@ -10,6 +10,7 @@ packages=(
   libcxxopts-dev                    # command line
   libgtest-dev googletest           # test suite
   libpng-dev                        # PNG previews of the reconstruction
+  libfftw3-dev                      # FFTW, linked only with -DTESSERA_FFTW=ON (GPL; README, CPU FFT)
   libtomlplusplus-dev               # run files (TOML)
   python3-torch                     # torchrun, and the prior-training script
   python3-numpy python3-h5py        # scripts/sim: the independent simulator
