@@ -1,5 +1,8 @@
 #include "models/propagation.h"
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "src/fft/batched_fft.h"
@@ -19,7 +22,18 @@ class OrthoFft2 : public torch::autograd::Function<OrthoFft2> {
     ctx->saved_data["inverse"] = inverse;
     auto out = torch::empty_like(wave, torch::MemoryFormat::Contiguous);
     out.copy_(wave);
-    fft2_in_place(out, inverse);
+    // fft2_in_place runs on the calling thread: spread the frames over the
+    // threads in groups of a fixed size, so that every frame is transformed
+    // by the same plan whatever the thread count (the same bits).
+    const int64_t h = out.size(-2), w = out.size(-1), frames = out.numel() / std::max<int64_t>(h * w, 1);
+    constexpr int64_t kGroup = 8;
+    auto flat = out.view({frames, h, w});
+    at::parallel_for(0, (frames + kGroup - 1) / kGroup, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g) {
+        auto group = flat.narrow(0, g * kGroup, std::min(kGroup, frames - g * kGroup));
+        fft2_in_place(group, inverse);
+      }
+    });
     return out;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
