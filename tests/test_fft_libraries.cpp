@@ -11,6 +11,7 @@
 #include "models/far_field_loss.h"
 #include "src/error.h"
 #include "src/fft/batched_fft.h"
+#include "tests/error_text.h"
 #include "tests/fused_loss_problem.h"
 
 using namespace tessera;
@@ -27,16 +28,6 @@ std::vector<FftLibrary> others() {
 
 #define SKIP_WITHOUT_OTHER_LIBRARIES() \
   if (others().empty()) GTEST_SKIP() << "this build has LibTorch's FFT only (configure with -DTESSERA_FFTW=ON, or a LibTorch with MKL)"
-
-template <typename F>
-std::string error_text(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 double max_relative(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
@@ -56,13 +47,13 @@ TEST(FftLibraries, TheDefaultIsAvailableAndNamed) {
 }
 
 TEST(FftLibraries, UnknownOrMissingLibraryIsAnErrorNamingTheAvailableOnes) {
-  const auto text = error_text([] { fft_library_from_name("cufft"); });
+  const auto text = error_of([] { fft_library_from_name("cufft"); });
   EXPECT_NE(text.find("unknown FFT library 'cufft'"), std::string::npos) << text;
   EXPECT_NE(text.find("libtorch"), std::string::npos) << text;
   for (auto l : {FftLibrary::mkl, FftLibrary::fftw}) {
     const auto all = available_fft_libraries();
     if (std::find(all.begin(), all.end(), l) != all.end()) continue;
-    const auto missing = error_text([&] { ScopedFftLibrary use(l); });
+    const auto missing = error_of([&] { ScopedFftLibrary use(l); });
     EXPECT_NE(missing.find("is not in this build"), std::string::npos) << missing;
   }
 }

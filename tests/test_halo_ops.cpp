@@ -10,6 +10,7 @@
 
 #include "src/error.h"
 #include "src/ops/halo.h"
+#include "tests/error_text.h"
 #include "tests/gradcheck.h"
 
 namespace {
@@ -73,18 +74,6 @@ torch::Tensor reference_unpack(const torch::Tensor& array, const torch::Tensor& 
 void poison_next_allocation(int64_t numel, torch::ScalarType dtype, torch::Device device) {
   auto t = torch::empty({numel}, torch::TensorOptions().dtype(dtype).device(device));
   t.fill_(std::numeric_limits<double>::quiet_NaN());
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const tessera::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("non-tessera exception: ") + e.what();
-  }
-  return "no exception";
 }
 
 TEST(HaloOps, PackedSize) {

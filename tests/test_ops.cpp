@@ -14,6 +14,7 @@
 
 #include "src/error.h"
 #include "src/ops/patches.h"
+#include "tests/error_text.h"
 #include "tests/gradcheck.h"
 
 namespace {
@@ -363,18 +364,6 @@ TEST(Gradcheck, DetectsAWrongGradient) {
 
 // ----------------------------------------------------------------------------
 // Errors
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const tessera::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("non-tessera exception: ") + e.what();
-  }
-  return "no exception";
-}
 
 TEST(PatchesErrors, WindowOutsideObject) {
   const auto obj = random_data({1, 10, 12}, torch::kComplexFloat, 40);
