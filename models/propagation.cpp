@@ -29,10 +29,8 @@ class OrthoFft2 : public torch::autograd::Function<OrthoFft2> {
     constexpr int64_t kGroup = 8;
     auto flat = out.view({frames, h, w});
     at::parallel_for(0, (frames + kGroup - 1) / kGroup, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t g = begin; g < end; ++g) {
-        auto group = flat.narrow(0, g * kGroup, std::min(kGroup, frames - g * kGroup));
-        fft2_in_place(group, inverse);
-      }
+      for (int64_t g = begin; g < end; ++g)
+        fft2_in_place(flat.narrow(0, g * kGroup, std::min(kGroup, frames - g * kGroup)), inverse);
     });
     return out;
   }

@@ -23,21 +23,23 @@ Reconstruction::Reconstruction(ScanProblem problem, ReconstructionSettings setti
   if (s.use_file_probe && problem_.probe_guess) return;
   // The focused probe from the data, and the aperture any defocus refers to
   // (about the zero order); the strategy (train/probe_starts.h) chooses the defocus.
-  const ProbeStart start{tile_states_.front()->model->probe().detach().clone(), zero_order_rest(zero_order_)};
-  const double radius = aperture_radius_px(start.probe, start.centre);
-  ProbeStartContext context{start.probe, start.centre, radius};
-  context.parallax_defocus = [&] { return start_from_estimated_defocus(start, radius); };
-  context.search_defocus = [&] {
+  ProbeStartContext start;
+  start.focused_probe = tile_states_.front()->model->probe().detach().clone();
+  start.centre = zero_order_rest(zero_order_);
+  start.aperture_radius_px = aperture_radius_px(start.focused_probe, start.centre);
+  start.parallax_defocus = [&] { return start_from_estimated_defocus(start); };
+  start.search_defocus = [&] {
     if (!s.defocus_candidates.empty() && s.defocus_search_iterations > 0 && s.probe_from == 0 &&
         optimizer_->scaling != StepScaling::LineSearch)
-      search_probe_defocus(start, radius);
+      search_probe_defocus(start);
   };
-  context.restart_from = [&](const torch::Tensor& probe) {
-    TESSERA_REQUIRE(SettingsError, probe.sizes() == start.probe.sizes(), "probe start '", s.defocus_start,
-                    "' gave a probe of shape ", probe.sizes(), " where the reconstruction's is ", start.probe.sizes());
-    reset(probe.to(start.probe.options()));
+  start.restart_from = [&](const torch::Tensor& probe) {
+    const auto& focused = start.focused_probe;
+    TESSERA_REQUIRE(SettingsError, probe.sizes() == focused.sizes(), "probe start '", s.defocus_start,
+                    "' gave a probe of shape ", probe.sizes(), " where the reconstruction's is ", focused.sizes());
+    reset(probe.to(focused.options()));
   };
-  probe_start_by_name(s.defocus_start).start(context);
+  probe_start_by_name(s.defocus_start).start(start);
 }
 
 Reconstruction::~Reconstruction() = default;

@@ -23,6 +23,8 @@
 
 namespace tessera {
 
+struct ProbeStartContext;
+
 namespace comm {
 class Communicator;
 }
@@ -110,16 +112,12 @@ class Reconstruction {
 
   // Object back to 1, the given probe, fresh optimisers, iteration 0.
   void reset(const torch::Tensor& probe);
-  // The probe a defocus start is added to, and the zero order's sub-pixel
-  // rest that the defocus is centred on.
-  struct ProbeStart {
-    torch::Tensor probe;
-    std::pair<double, double> centre;
-  };
-  // radius: the aperture radius (pixels) the candidates' phases refer to.
-  void search_probe_defocus(const ProbeStart& start, double radius);
+  // The defocus starts a probe start strategy may call (train/probe_starts.h):
+  // defocus added to start.focused_probe about start.centre, with phases at
+  // the edge of start.aperture_radius_px.
+  void search_probe_defocus(const ProbeStartContext& start);
   // Starts the probe from the defocus the shadow parallax shows; false when the data show none.
-  bool start_from_estimated_defocus(const ProbeStart& start, double radius);
+  bool start_from_estimated_defocus(const ProbeStartContext& start);
   void make_optimizers();
   torch::Tensor read_frames(const std::vector<int64_t>& indices) const;  // (n, h, w) FFT order, working dtype
   void update_tile_positions(TileState& worker) const;

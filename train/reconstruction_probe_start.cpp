@@ -1,10 +1,12 @@
 // The probe start: from the file, from the data (focused, or at the defocus the shadow parallax shows), or by the defocus search.
+#include "train/probe_starts.h"
 #include "train/reconstruction.h"
 #include "train/tile_state.h"
 
 namespace tessera {
 
-bool Reconstruction::start_from_estimated_defocus(const ProbeStart& start, double radius) {
+bool Reconstruction::start_from_estimated_defocus(const ProbeStartContext& start) {
+  const double radius = start.aperture_radius_px;
   // Every rank reads the same central block of the scan, but only rank 0's
   // answer is used, so that no rounding difference can split the ranks.
   const auto& positions = problem_.scan.positions_px;
@@ -21,7 +23,7 @@ bool Reconstruction::start_from_estimated_defocus(const ProbeStart& start, doubl
   if (answer[0].item<double>() == 0) return false;
   defocus_estimate_->reliable = true;
   defocus_estimate_->edge_phase_rad = answer[1].item<double>();
-  reset(add_defocus(start.probe, defocus_estimate_->edge_phase_rad, radius, start.centre));
+  reset(add_defocus(start.focused_probe, defocus_estimate_->edge_phase_rad, radius, start.centre));
   return true;
 }
 
@@ -51,12 +53,14 @@ void Reconstruction::reset(const torch::Tensor& probe) {
   make_optimizers();
 }
 
-void Reconstruction::search_probe_defocus(const ProbeStart& start, double radius) {
+void Reconstruction::search_probe_defocus(const ProbeStartContext& start) {
   // The mean pattern fixes the probe's aperture but not its phase. A few
   // iterations from each candidate defocus tell them apart by the data loss
   // (a flat object alone cannot: every candidate fits it equally); every rank
   // sees the same summed losses and so picks the same candidate.
-  const auto& [base, centre] = start;
+  const auto& base = start.focused_probe;
+  const auto& centre = start.centre;
+  const double radius = start.aperture_radius_px;
   double best = 0, best_loss = std::numeric_limits<double>::infinity();
   defocus_losses_.clear();
   for (double c : settings_.defocus_candidates) {

@@ -6,28 +6,34 @@ namespace tessera {
 
 namespace {
 
-std::string serialise(const torch::optim::Optimizer& opt) {
-  torch::serialize::OutputArchive archive;
-  opt.save(archive);
+std::string bytes_of(torch::serialize::OutputArchive& archive) {
   std::ostringstream s;
   archive.save_to(s);
   return s.str();
 }
 
+void load(torch::serialize::InputArchive& archive, const std::string& bytes) {
+  std::istringstream s(bytes);
+  archive.load_from(s);
+}
+
+std::string serialise(const torch::optim::Optimizer& opt) {
+  torch::serialize::OutputArchive archive;
+  opt.save(archive);
+  return bytes_of(archive);
+}
+
 std::string serialise(const torch::Tensor& t) {
   torch::serialize::OutputArchive archive;
   archive.write("values", t);
-  std::ostringstream s;
-  archive.save_to(s);
-  return s.str();
+  return bytes_of(archive);
 }
 
 // The tensor of `bytes` if it has `like`'s shape and type; undefined otherwise.
 torch::Tensor deserialise_like(const std::string& bytes, const torch::Tensor& like) {
   try {
     torch::serialize::InputArchive archive;
-    std::istringstream s(bytes);
-    archive.load_from(s);
+    load(archive, bytes);
     torch::Tensor t;
     archive.read("values", t);
     return t.sizes() == like.sizes() && t.scalar_type() == like.scalar_type() ? t : torch::Tensor();
@@ -38,8 +44,7 @@ torch::Tensor deserialise_like(const std::string& bytes, const torch::Tensor& li
 
 void deserialise(torch::optim::Optimizer& opt, const std::string& bytes) {
   torch::serialize::InputArchive archive;
-  std::istringstream s(bytes);
-  archive.load_from(s);
+  load(archive, bytes);
   opt.load(archive);
 }
 

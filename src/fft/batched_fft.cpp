@@ -107,7 +107,7 @@ ScopedFftLibrary::ScopedFftLibrary(FftLibrary library) : previous_(active.load()
 }
 ScopedFftLibrary::~ScopedFftLibrary() { active = previous_; }
 
-void fft2_in_place(torch::Tensor& frames, bool inverse, FftLibrary library) {
+void fft2_in_place(const torch::Tensor& frames, bool inverse, FftLibrary library) {
   TESSERA_REQUIRE(Error, frames.dim() >= 2 && frames.is_complex(), "fft2_in_place: frames must be a complex (..., h, w) "
                   "array, got ", frames.sizes(), " ", frames.scalar_type());
   if (library == FftLibrary::libtorch || !frames.device().is_cpu()) {

@@ -61,6 +61,6 @@ class ScopedFftLibrary {
 // frames: a contiguous complex64 or complex128 CPU tensor (..., h, w), every
 // (h, w) frame transformed in place by the orthonormal 2-D DFT (inverse: its
 // inverse, which is its adjoint). Runs on the calling thread.
-void fft2_in_place(torch::Tensor& frames, bool inverse, FftLibrary library = active_fft_library());
+void fft2_in_place(const torch::Tensor& frames, bool inverse, FftLibrary library = active_fft_library());
 
 }  // namespace tessera
