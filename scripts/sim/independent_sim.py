@@ -335,6 +335,7 @@ def main(argv=None):
                     help="modes3: source size (sigma of the probe shift, y,x sample pixels)")
     ap.add_argument("--mode-powers", type=lambda s: [float(v) for v in s.split(",")], default=[0.60, 0.25, 0.15])
     ap.add_argument("--phase-range", type=float, default=1.0, help="object phase range, radians")
+    ap.add_argument("--amp-min", type=float, default=0.7, help="object amplitude minimum (1: a pure phase object)")
     ap.add_argument("--edge-px", type=float, default=1.0, help="object edge width (tanh), sample pixels")
     args = ap.parse_args(argv)
     if args.defocus_rad is None:
@@ -356,7 +357,7 @@ def main(argv=None):
     corners, obj_h, obj_w = tessera_corners(positions_m, pixel, pixel, n, n)
 
     probe = make_probe(args, rng_probe)
-    phantom = Phantom(obj_h, obj_w, rng_object, args.phase_range, edge_px=args.edge_px)
+    phantom = Phantom(obj_h, obj_w, rng_object, args.phase_range, amp_min=args.amp_min, edge_px=args.edge_px)
     yy, xx = np.meshgrid(np.arange(obj_h, dtype=np.float64), np.arange(obj_w, dtype=np.float64), indexing="ij")
     truth_object = phantom(yy, xx)
 
