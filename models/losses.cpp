@@ -6,13 +6,14 @@
 
 #include "src/error.h"
 #include "src/registry.h"
+#include "src/ops/pixel_losses.h"
 #include "src/simd.h"
 
 namespace tessera {
 namespace {
 
 // Keeps sqrt and log differentiable where the model predicts exactly zero.
-constexpr double kFloor = 1e-9;
+constexpr double kFloor = ops::kPixelLossFloor;
 
 torch::Tensor masked_sum(const torch::Tensor& per_pixel, const torch::Tensor& valid) {
   if (!valid.defined()) return per_pixel.sum();
@@ -33,38 +34,11 @@ torch::Tensor poisson_loss(const torch::Tensor& pred, const torch::Tensor& meas,
   return masked_sum(pred - meas * torch::log(pred + kFloor), valid);
 }
 
-// Per-pixel forms: value_and_slope returns l(I, m) and sets slope = dl/dI.
-// They must be the functions above, pixel by pixel (tests/test_losses.cpp
-// compares both and their gradients).
-struct AmplitudePixel {
-  // With p = I + floor and d = 1 - sqrt(m / p): (sqrt p - sqrt m)^2 = p d^2
-  // and its derivative 1 - sqrt(m) / sqrt(p) = d. One square root and one
-  // division instead of two and one: these scalar operations bound the loop.
-  template <typename T>
-  static T value_and_slope(T I, T m, T& slope) {
-    const T p = I + T(kFloor), d = 1 - std::sqrt(m / p);
-    slope = d;
-    return p * d * d;
-  }
-};
-
-struct IntensityPixel {
-  template <typename T>
-  static T value_and_slope(T I, T m, T& slope) {
-    const T r = I - m;
-    slope = 2 * r;
-    return r * r;
-  }
-};
-
-struct PoissonPixel {
-  template <typename T>
-  static T value_and_slope(T I, T m, T& slope) {
-    const T p = I + T(kFloor);
-    slope = 1 - m / p;
-    return I - m * std::log(p);
-  }
-};
+// The per-pixel forms (value and dl/dI) live in src/ops/pixel_losses.h, one
+// struct per loss, shared with the device-generic op's CPU and CUDA kernels.
+using ops::AmplitudePixel;
+using ops::IntensityPixel;
+using ops::PoissonPixel;
 
 // Pixels per run: a run's intensities, slopes and values stay in L1 from
 // the load of the far field to its update.
@@ -142,20 +116,20 @@ TESSERA_SIMD_CLONES double far_field_loss_kernel(T* __restrict__ Psi, int64_t M,
 }
 
 template <typename Pixel>
-PixelLoss pixelwise() {
+PixelLoss pixelwise(const std::string& window_form) {
   return {pixel_loss_kernel<Pixel, float>, pixel_loss_kernel<Pixel, double>, far_field_loss_kernel<Pixel, float>,
-          far_field_loss_kernel<Pixel, double>};
+          far_field_loss_kernel<Pixel, double>, window_form};
 }
 
 Registry<LossInfo>& registry() {
   static Registry<LossInfo> r = [] {
     Registry<LossInfo> m("loss");
     m.add({"amplitude", "Gaussian noise on amplitudes: sum (sqrt(I_pred) - sqrt(I))^2", amplitude_loss, 2.0, false,
-           pixelwise<AmplitudePixel>()});
+           pixelwise<AmplitudePixel>("amplitude")});
     m.add({"intensity", "Gaussian noise on intensities: sum (I_pred - I)^2", intensity_loss, 8.0, true,
-           pixelwise<IntensityPixel>()});
+           pixelwise<IntensityPixel>("intensity")});
     m.add({"poisson", "Poisson negative log-likelihood: sum (I_pred - I log I_pred)", poisson_loss, 4.0, false,
-           pixelwise<PoissonPixel>()});
+           pixelwise<PoissonPixel>("poisson")});
     return m;
   }();
   return r;

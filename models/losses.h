@@ -40,6 +40,10 @@ struct PixelLoss {
   PixelLossKernel<double> f64 = nullptr;
   FarFieldLossKernel<float> far_f32 = nullptr;
   FarFieldLossKernel<double> far_f64 = nullptr;
+  // The same form by name for the device-generic op tessera::window_far_field_loss
+  // (src/ops/window_loss.h: CPU and CUDA kernels), which the engine uses on GPUs;
+  // empty: none (a GPU run then differentiates the loss by autograd).
+  std::string window_form;
   bool available() const { return f32 && f64 && far_f32 && far_f64; }
 };
 

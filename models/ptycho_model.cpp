@@ -4,6 +4,7 @@
 #include "models/propagation.h"
 #include "src/error.h"
 #include "src/ops/patches.h"
+#include "src/ops/window_loss.h"
 
 namespace tessera {
 
@@ -38,12 +39,18 @@ torch::Tensor PtychoModelImpl::data_loss(const torch::Tensor& positions, const t
                                          const torch::Tensor& valid, const LossInfo& loss, const torch::Tensor& rows,
                                          double weight) {
   auto weighted = [weight](torch::Tensor value) { return weight == 1 ? value : value * weight; };
-  if (!loss.pixelwise.available() || !object_real.device().is_cpu() || positions.size(0) == 0) {
+  const bool on_cpu = object_real.device().is_cpu(), single_slice = object_real.size(0) == 1;
+  // Off the CPU: the device-generic op (CUDA kernels, cuFFT) on windows from
+  // extract_patches, whose autograd takes the gradient on to object and positions.
+  if (!on_cpu && single_slice && !loss.pixelwise.window_form.empty() && positions.size(0) > 0)
+    return ops::window_far_field_loss(ops::extract_patches(object(), positions, frame_h(), frame_w()), probe(),
+                                      measured, valid, rows, loss.pixelwise.window_form, weight);
+  if (!loss.pixelwise.available() || !on_cpu || positions.size(0) == 0) {
     const bool per_frame_mask = rows.defined() && valid.defined() && valid.dim() == 3;
     return weighted(loss.function(forward(positions), rows.defined() ? measured.index_select(0, rows) : measured,
                                   per_frame_mask ? valid.index_select(0, rows) : valid));
   }
-  if (object_real.size(0) > 1)
+  if (!single_slice)
     return weighted(far_field_loss(exit_waves(positions), measured, valid, loss.pixelwise, rows));
   return object_far_field_loss(object(), positions, probe(), measured, valid, loss.pixelwise, rows, weight);
 }

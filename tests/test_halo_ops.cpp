@@ -12,6 +12,7 @@
 #include "src/ops/halo.h"
 #include "tests/error_text.h"
 #include "tests/gradcheck.h"
+#include "tests/require_cuda.h"
 
 namespace {
 
@@ -245,12 +246,6 @@ TEST(HaloOpsErrors, InPlaceRefusesGrad) {
 // ----------------------------------------------------------------------------
 // CUDA against CPU
 
-#define REQUIRE_CUDA()                                                                  \
-  do {                                                                                  \
-    if (!torch::cuda::is_available())                                                   \
-      GTEST_SKIP() << "no CUDA device available (or LibTorch built without CUDA): the " \
-                      "CUDA kernels are not exercised here";                            \
-  } while (0)
 
 TEST(HaloOpsCuda, PackUnpackMatchCpu) {
   REQUIRE_CUDA();

@@ -16,6 +16,7 @@
 #include "src/ops/patches.h"
 #include "tests/error_text.h"
 #include "tests/gradcheck.h"
+#include "tests/require_cuda.h"
 
 namespace {
 
@@ -416,12 +417,6 @@ double reported(const char* op, torch::ScalarType dtype, double error) {
   return error;
 }
 
-#define REQUIRE_CUDA()                                                                  \
-  do {                                                                                  \
-    if (!torch::cuda::is_available())                                                   \
-      GTEST_SKIP() << "no CUDA device available (or LibTorch built without CUDA): the " \
-                      "CUDA kernels are not exercised here";                            \
-  } while (0)
 
 // Runs without a GPU: the CUDA build (TESSERA_WITH_CUDA: a CUDA LibTorch and
 // nvcc) must load LibTorch's CUDA half and register every tessera op for the
@@ -436,7 +431,8 @@ TEST(CudaBuild, OpsRegisteredForCudaExactlyInTheCudaBuild) {
   EXPECT_EQ(c10::impl::hasDeviceGuardImpl(c10::DeviceType::CUDA), cuda_build);
   for (const char* name : {"tessera::extract_patches", "tessera::overlap_add",
                            "tessera::_patches_position_grad", "tessera::pack_regions",
-                           "tessera::unpack_regions", "tessera::unpack_regions_"}) {
+                           "tessera::unpack_regions", "tessera::unpack_regions_",
+                           "tessera::window_far_field_loss"}) {
     const auto op = c10::Dispatcher::singleton().findSchema({name, ""});
     ASSERT_TRUE(op.has_value()) << name << " is not registered";
     EXPECT_TRUE(op->hasKernelForDispatchKey(c10::DispatchKey::CPU)) << name;

@@ -124,7 +124,10 @@ step_cuda_ops() {
   local a=$?
   "$repo/$BUILD/tests/test_halo_ops" --gtest_filter='*Cuda*'
   local b=$?
-  exit $(( a || b ))
+  # The fused GPU loss (tessera::window_far_field_loss) against the CPU fused operator.
+  "$repo/$BUILD/tests/test_window_loss"
+  local c=$?
+  exit $(( a || b || c ))
 }
 
 step_paper_benchmark() {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "src/error.h"
+#include "src/ops/window_loss_kernels.h"
 
 namespace tessera::ops::detail {
 
@@ -61,6 +62,21 @@ RectTable check_rects(const char* op, const torch::Tensor& array, const torch::T
 void check_halo_array(const char* op, const torch::Tensor& array, const char* what);
 void check_halo_buffer(const char* op, const torch::Tensor& array, const torch::Tensor& buffer,
                        int64_t expected_numel);
+
+// ---------------------------------------------------------------------------
+// tessera::window_far_field_loss (window_loss.h): the validation, FFTs and
+// sums are common; each device supplies the loops around the element steps
+// of window_loss_kernels.h (cpu/window_loss_kernel.cpp, cuda/window_loss_cuda.cpp).
+template <typename T>
+struct WindowLossLaunchers {
+  void (*exit_waves)(const WindowLossArgs<T>&);
+  void (*far_field_pixels)(const WindowLossArgs<T>&, PixelForm);
+  void (*gradients)(const WindowLossArgs<T>&);  // those of grad_windows, grad_probe that are set
+};
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> window_far_field_loss_impl(
+    const torch::Tensor& windows, const torch::Tensor& probe, const torch::Tensor& measured,
+    const c10::optional<torch::Tensor>& valid, const c10::optional<torch::Tensor>& rows, const std::string& loss,
+    double weight, bool gradients, const WindowLossLaunchers<float>& f32, const WindowLossLaunchers<double>& f64);
 
 // Real view of a contiguous tensor: complex (..) -> real (.., 2), real -> (.., 1),
 // so that kernels see C interleaved real channels (C = 2 or 1).

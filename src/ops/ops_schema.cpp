@@ -18,4 +18,8 @@ TORCH_LIBRARY(tessera, m) {
   m.def("pack_regions(Tensor array, Tensor rects) -> Tensor");
   m.def("unpack_regions(Tensor array, Tensor buffer, Tensor rects, bool accumulate) -> Tensor");
   m.def("unpack_regions_(Tensor(a!) array, Tensor buffer, Tensor rects, bool accumulate) -> ()");
+
+  // The data loss of a batch of object windows with its gradients (src/ops/window_loss.h).
+  m.def("window_far_field_loss(Tensor windows, Tensor probe, Tensor measured, Tensor? valid, Tensor? rows, "
+        "str loss, float weight, bool gradients) -> (Tensor, Tensor, Tensor)");
 }

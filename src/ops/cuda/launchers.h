@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "src/ops/window_loss_kernels.h"
+
 namespace tessera::ops::gpu {
 
 struct PatchGeometry {
@@ -53,5 +55,15 @@ cudaError_t launch_pack_region(const T* array, T* block, const RegionGeometry& g
 template <typename T>
 cudaError_t launch_unpack_region(T* array, const T* block, const RegionGeometry& g,
                                  bool accumulate, cudaStream_t stream);
+
+// tessera::window_far_field_loss (window_loss_kernels.h): one thread per
+// output element, each running the element step the CPU kernel runs.
+template <typename T>
+cudaError_t launch_window_exit_waves(const WindowLossArgs<T>& a, cudaStream_t stream);
+template <typename T>
+cudaError_t launch_window_far_field_pixels(const WindowLossArgs<T>& a, PixelForm form, cudaStream_t stream);
+// Those of a.grad_windows, a.grad_probe that are set.
+template <typename T>
+cudaError_t launch_window_gradients(const WindowLossArgs<T>& a, cudaStream_t stream);
 
 }  // namespace tessera::ops::gpu
