@@ -72,20 +72,27 @@ TESSERA_HOST_DEVICE inline void far_field_pixel_at(const WindowLossArgs<T>& a, i
   }
 }
 
+// sum_j conj(a_j) weight g_j over `count` terms, a_j = a[j a_stride] and
+// g_j = g[j g_stride] (complex, strides in reals), j in order; into out[0..1].
+template <typename T>
+TESSERA_HOST_DEVICE inline void conj_product_sum(const T* a, int64_t a_stride, const T* g, int64_t g_stride,
+                                                 int64_t count, T weight, T* out) {
+  T re = 0, im = 0;
+  for (int64_t j = 0; j < count; ++j, a += a_stride, g += g_stride) {
+    const T gr = weight * g[0], gi = weight * g[1];
+    re += a[0] * gr + a[1] * gi;
+    im += a[0] * gi - a[1] * gr;
+  }
+  out[0] = re;
+  out[1] = im;
+}
+
 // idx in [0, B n): grad_windows[b, k] = sum_m conj(probe[m, k]) weight g[b, m, k].
 template <typename T>
 TESSERA_HOST_DEVICE inline void window_gradient_at(const WindowLossArgs<T>& a, int64_t idx) {
   const int64_t k = idx % a.n, b = idx / a.n;
-  T re = 0, im = 0;
-  for (int64_t m = 0; m < a.M; ++m) {
-    const T* p = a.probe + 2 * (m * a.n + k);
-    const T* g = a.waves + 2 * ((b * a.M + m) * a.n + k);
-    const T gr = a.weight * g[0], gi = a.weight * g[1];
-    re += p[0] * gr + p[1] * gi;
-    im += p[0] * gi - p[1] * gr;
-  }
-  a.grad_windows[2 * idx] = re;
-  a.grad_windows[2 * idx + 1] = im;
+  conj_product_sum(a.probe + 2 * k, 2 * a.n, a.waves + 2 * (b * a.M * a.n + k), 2 * a.n, a.M, a.weight,
+                   a.grad_windows + 2 * idx);
 }
 
 // idx in [0, M n): grad_probe[m, k] = sum_b conj(windows[b, k]) weight g[b, m, k],
@@ -93,16 +100,8 @@ TESSERA_HOST_DEVICE inline void window_gradient_at(const WindowLossArgs<T>& a, i
 template <typename T>
 TESSERA_HOST_DEVICE inline void probe_gradient_at(const WindowLossArgs<T>& a, int64_t idx) {
   const int64_t k = idx % a.n, m = idx / a.n;
-  T re = 0, im = 0;
-  for (int64_t b = 0; b < a.B; ++b) {
-    const T* x = a.windows + 2 * (b * a.n + k);
-    const T* g = a.waves + 2 * ((b * a.M + m) * a.n + k);
-    const T gr = a.weight * g[0], gi = a.weight * g[1];
-    re += x[0] * gr + x[1] * gi;
-    im += x[0] * gi - x[1] * gr;
-  }
-  a.grad_probe[2 * idx] = re;
-  a.grad_probe[2 * idx + 1] = im;
+  conj_product_sum(a.windows + 2 * k, 2 * a.n, a.waves + 2 * (m * a.n + k), 2 * a.M * a.n, a.B, a.weight,
+                   a.grad_probe + 2 * idx);
 }
 
 // The loop bodies as callable types, for the CUDA kernels' template.
