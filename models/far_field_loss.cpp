@@ -12,6 +12,7 @@
 #include "src/error.h"
 #include "src/fft/batched_fft.h"
 #include "src/memory_model.h"
+#include "src/ops/loss_measurement.h"
 #include "src/ops/patches.h"
 #include "src/reusable_buffer.h"
 #include "src/simd.h"
@@ -22,7 +23,8 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Measured intensities and mask in the layout the loops read.
+// Measured intensities and mask in the layout the loops read
+// (src/ops/loss_measurement.h validates them), rows on the host.
 struct Measurement {
   torch::Tensor measured;  // (N, h, w) contiguous
   torch::Tensor keep;      // (h, w) or (N, h, w) contiguous, 1 = pixel used, 0 = not; or undefined
@@ -34,34 +36,12 @@ struct Measurement {
 
 Measurement check_measurement(const char* op, const torch::Tensor& waves, int64_t B, const torch::Tensor& measured,
                               const torch::Tensor& valid, const torch::Tensor& rows) {
-  const int64_t h = waves.size(-2), w = waves.size(-1);
   TESSERA_REQUIRE(Error, waves.device().is_cpu(), op, ": the fused loss runs on the CPU; got waves on ", waves.device());
-  Measurement m;
-  if (rows.defined()) {
-    TESSERA_REQUIRE(Error, rows.dim() == 1 && rows.size(0) == B && rows.scalar_type() == torch::kInt64, op,
-                    ": pattern rows must be ", B, " int64 indices, got ", rows.sizes(), " ", rows.scalar_type());
-    const auto r = rows.cpu().contiguous();
-    m.rows.assign(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + B);
-  }
-  const int64_t N = rows.defined() ? measured.size(0) : B;
-  TESSERA_REQUIRE(Error, measured.dim() == 3 && measured.size(0) == N && measured.size(1) == h && measured.size(2) == w,
-                  op, ": measured intensities have shape ", measured.sizes(), ", expected (", N, ", ", h, ", ", w, ")");
-  for (int64_t r : m.rows)
-    TESSERA_REQUIRE(Error, r >= 0 && r < N, op, ": pattern row ", r, " is outside the ", N, " measured frames");
-  const auto real_type = c10::toRealValueType(waves.scalar_type());
-  TESSERA_REQUIRE(Error, measured.scalar_type() == real_type, op, ": measured intensities are ", measured.scalar_type(),
-                  " but the waves are ", waves.scalar_type(), "; both must have the same precision");
-  m.measured = measured.contiguous();
-  if (valid.defined()) {
-    TESSERA_REQUIRE(Error, valid.scalar_type() == torch::kBool, op, ": the valid-pixel mask must be bool, got ",
-                    valid.scalar_type());
-    const bool per_frame = valid.dim() == 3 && valid.size(0) == N && valid.size(1) == h && valid.size(2) == w;
-    TESSERA_REQUIRE(Error, per_frame || (valid.dim() == 2 && valid.size(0) == h && valid.size(1) == w), op,
-                    ": the valid-pixel mask has shape ", valid.sizes(), ", expected (", h, ", ", w, ") or (", N, ", ",
-                    h, ", ", w, ")");
-    m.keep = valid.to(real_type).contiguous();
-    m.keep_stride = per_frame ? h * w : 0;
-  }
+  auto checked = ops::check_loss_measurement(op, B, waves.size(-2), waves.size(-1),
+                                             c10::toRealValueType(waves.scalar_type()), waves.device(), measured,
+                                             valid, rows);
+  Measurement m{checked.measured, checked.keep, checked.keep_stride, {}};
+  if (checked.rows.defined()) m.rows.assign(checked.rows.data_ptr<int64_t>(), checked.rows.data_ptr<int64_t>() + B);
   return m;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "src/ops/loss_measurement.h"
 #include "src/ops/ops_internal.h"
 
 namespace tessera::ops {
@@ -63,9 +64,9 @@ namespace detail {
 namespace {
 
 template <typename T>
-Outputs run(const torch::Tensor& windows, const torch::Tensor& probe, const torch::Tensor& measured,
-            const torch::Tensor& keep, int64_t keep_stride, const torch::Tensor& rows, PixelForm form, double weight,
-            bool gradients, const WindowLossLaunchers<T>& launch) {
+Outputs run(const torch::Tensor& windows, const torch::Tensor& probe, const LossMeasurement& meas, PixelForm form,
+            double weight, bool gradients, const WindowLossLaunchers<T>& launch) {
+  const auto& measured = meas.measured;
   const int64_t B = windows.size(0), M = probe.size(0), h = probe.size(1), w = probe.size(2);
   auto real = [](const torch::Tensor& t) { return t.defined() ? reinterpret_cast<T*>(t.data_ptr()) : nullptr; };
   WindowLossArgs<T> a;
@@ -75,9 +76,9 @@ Outputs run(const torch::Tensor& windows, const torch::Tensor& probe, const torc
   a.probe = real(probe);
   a.windows = real(windows);
   a.measured = real(measured);
-  a.rows = rows.defined() ? rows.data_ptr<int64_t>() : nullptr;
-  a.keep = real(keep);
-  a.keep_stride = keep_stride;
+  a.rows = meas.rows.defined() ? meas.rows.data_ptr<int64_t>() : nullptr;
+  a.keep = real(meas.keep);
+  a.keep_stride = meas.keep_stride;
   a.residual = gradients;
   a.weight = static_cast<T>(weight);
 
@@ -127,51 +128,15 @@ Outputs window_far_field_loss_impl(const torch::Tensor& windows_in, const torch:
                              windows_in.device() == probe_in.device(),
                   kOp, ": the windows (", windows_in.scalar_type(), " on ", windows_in.device(),
                   ") do not match the probe (", probe_in.scalar_type(), " on ", probe_in.device(), ")");
-  const auto device = probe_in.device();
   const auto real_type = c10::toRealValueType(probe_in.scalar_type());
-  const int64_t B = windows_in.size(0);
-  torch::Tensor rows;
-  if (rows_in.has_value() && rows_in->defined()) {
-    TESSERA_REQUIRE(Error, rows_in->dim() == 1 && rows_in->size(0) == B && rows_in->scalar_type() == torch::kInt64,
-                    kOp, ": pattern rows must be ", B, " int64 indices, got ", rows_in->sizes(), " ",
-                    rows_in->scalar_type());
-    rows = rows_in->to(device).contiguous();
-  }
-  const int64_t N = rows.defined() ? measured_in.size(0) : B;
-  TESSERA_REQUIRE(Error, measured_in.dim() == 3 && measured_in.size(0) == N && measured_in.size(1) == h &&
-                             measured_in.size(2) == w,
-                  kOp, ": measured intensities have shape ", measured_in.sizes(), ", expected (", N, ", ", h, ", ",
-                  w, ")");
-  TESSERA_REQUIRE(Error, measured_in.scalar_type() == real_type && measured_in.device() == device, kOp,
-                  ": measured intensities are ", measured_in.scalar_type(), " on ", measured_in.device(),
-                  " but the probe is ", probe_in.scalar_type(), " on ", device,
-                  "; both must have the same precision and device");
-  if (rows.defined() && B > 0) {
-    // A small copy where rows live on the GPU; a wrong row would read out of bounds.
-    const auto [lowest, highest] = torch::aminmax(rows);
-    const int64_t lo = lowest.item<int64_t>(), hi = highest.item<int64_t>();
-    TESSERA_REQUIRE(Error, lo >= 0 && hi < N, kOp, ": pattern row ", lo < 0 ? lo : hi, " is outside the ", N,
-                    " measured frames");
-  }
-  torch::Tensor keep;
-  int64_t keep_stride = 0;
-  if (valid.has_value() && valid->defined()) {
-    TESSERA_REQUIRE(Error, valid->scalar_type() == torch::kBool, kOp, ": the valid-pixel mask must be bool, got ",
-                    valid->scalar_type());
-    const bool per_frame = valid->dim() == 3 && valid->size(0) == N && valid->size(1) == h && valid->size(2) == w;
-    TESSERA_REQUIRE(Error, per_frame || (valid->dim() == 2 && valid->size(0) == h && valid->size(1) == w), kOp,
-                    ": the valid-pixel mask has shape ", valid->sizes(), ", expected (", h, ", ", w, ") or (", N,
-                    ", ", h, ", ", w, ")");
-    keep = valid->to(device, real_type).contiguous();
-    keep_stride = per_frame ? h * w : 0;
-  }
+  const auto meas = check_loss_measurement(kOp, windows_in.size(0), h, w, real_type, probe_in.device(), measured_in,
+                                           valid.value_or(torch::Tensor()), rows_in.value_or(torch::Tensor()));
   TESSERA_REQUIRE(Error, std::isfinite(weight), kOp, ": the loss weight must be finite, got ", weight);
-  const auto windows = windows_in.contiguous(), probe = probe_in.contiguous(), measured = measured_in.contiguous();
-  if (real_type == torch::kFloat32)
-    return run<float>(windows, probe, measured, keep, keep_stride, rows, form, weight, gradients, f32);
+  const auto windows = windows_in.contiguous(), probe = probe_in.contiguous();
+  if (real_type == torch::kFloat32) return run<float>(windows, probe, meas, form, weight, gradients, f32);
   TESSERA_REQUIRE(Error, real_type == torch::kFloat64, kOp, ": complex64 or complex128 data expected, got ",
                   probe_in.scalar_type());
-  return run<double>(windows, probe, measured, keep, keep_stride, rows, form, weight, gradients, f64);
+  return run<double>(windows, probe, meas, form, weight, gradients, f64);
 }
 
 }  // namespace detail
