@@ -16,6 +16,8 @@ constexpr FftLibrary kBuildDefault =
     FftLibrary::fftw;
 #elif defined(TESSERA_DEFAULT_FFT_MKL)
     FftLibrary::mkl;
+#elif defined(TESSERA_DEFAULT_FFT_POCKETFFT)
+    FftLibrary::pocketfft;
 #else
     FftLibrary::libtorch;
 #endif
@@ -25,6 +27,7 @@ std::atomic<FftLibrary> active{kBuildDefault};
 bool available(FftLibrary library) {
   switch (library) {
     case FftLibrary::libtorch: return true;
+    case FftLibrary::pocketfft: return true;
 #ifdef TESSERA_WITH_MKL_FFT
     case FftLibrary::mkl: return true;
 #endif
@@ -44,6 +47,7 @@ std::string available_names() {
 template <typename T>
 void transform(std::complex<T>* data, int64_t count, int64_t h, int64_t w, bool inverse, FftLibrary library) {
   switch (library) {
+    case FftLibrary::pocketfft: return fft_detail::pocketfft_fft2<T>(data, count, h, w, inverse);
 #ifdef TESSERA_WITH_MKL_FFT
     case FftLibrary::mkl: return fft_detail::mkl_fft2<T>(data, count, h, w, inverse);
 #endif
@@ -61,6 +65,7 @@ void transform(std::complex<T>* data, int64_t count, int64_t h, int64_t w, bool 
 const char* fft_library_name(FftLibrary library) {
   switch (library) {
     case FftLibrary::libtorch: return "libtorch";
+    case FftLibrary::pocketfft: return "pocketfft";
     case FftLibrary::mkl: return "mkl";
     case FftLibrary::fftw: return "fftw";
   }
@@ -68,7 +73,7 @@ const char* fft_library_name(FftLibrary library) {
 }
 
 FftLibrary fft_library_from_name(const std::string& name) {
-  for (auto l : {FftLibrary::libtorch, FftLibrary::mkl, FftLibrary::fftw})
+  for (auto l : {FftLibrary::libtorch, FftLibrary::pocketfft, FftLibrary::mkl, FftLibrary::fftw})
     if (name == fft_library_name(l)) {
       TESSERA_REQUIRE(Error, available(l), "the FFT library '", name, "' is not in this build (it has ",
                       available_names(), ")");
@@ -79,7 +84,7 @@ FftLibrary fft_library_from_name(const std::string& name) {
 
 std::vector<FftLibrary> available_fft_libraries() {
   std::vector<FftLibrary> out{kBuildDefault};
-  for (auto l : {FftLibrary::libtorch, FftLibrary::mkl, FftLibrary::fftw})
+  for (auto l : {FftLibrary::libtorch, FftLibrary::pocketfft, FftLibrary::mkl, FftLibrary::fftw})
     if (l != kBuildDefault && available(l)) out.push_back(l);
   return out;
 }
@@ -90,6 +95,7 @@ FftLibrary active_fft_library() { return active.load(); }
 std::string fft_library_description(FftLibrary library) {
   switch (library) {
     case FftLibrary::libtorch: return std::string("libtorch (torch::fft of LibTorch ") + TORCH_VERSION + ")";
+    case FftLibrary::pocketfft: return "pocketfft (" + fft_detail::pocketfft_library_version() + ", BSD-3-Clause)";
 #ifdef TESSERA_WITH_MKL_FFT
     case FftLibrary::mkl: return "mkl (" + fft_detail::mkl_library_version() + ", inside LibTorch " TORCH_VERSION ")";
 #endif

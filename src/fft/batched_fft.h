@@ -8,13 +8,16 @@
 // and can reuse that block's memory. The libraries:
 //   libtorch  torch::fft (pocketfft in Debian's 1.13, MKL in pip x86 wheels);
 //             always available, and the only one for CUDA tensors
+//   pocketfft the same pocketfft, copied into third_party/ (BSD-3-Clause) and
+//             compiled for AVX2 and for baseline x86-64, the wider where the
+//             CPU has it; always available
 //   mkl       MKL's DFTI, called directly: available where the LibTorch in use
 //             exports it (pip x86-64 wheels link MKL into libtorch_cpu) and
 //             mkl_dfti.h is found (PyPI's mkl-include)
 //   fftw      FFTW 3 (Debian's libfftw3-dev), only with -DTESSERA_FFTW=ON:
 //             FFTW is GPL-2+, so such a build of tessera is GPL (README, Licence)
 // The build's default is chosen by CMake (TESSERA_FFT=AUTO picks fftw if it
-// was enabled, else mkl if available, else libtorch).
+// was enabled, else pocketfft).
 //
 // Every library computes the same transform; results differ by float rounding.
 // Plans (MKL descriptors, FFTW plans) are made once per shape, precision and
@@ -30,9 +33,9 @@
 
 namespace tessera {
 
-enum class FftLibrary { libtorch, mkl, fftw };
+enum class FftLibrary { libtorch, pocketfft, mkl, fftw };
 
-// "libtorch", "mkl", "fftw"; and back (an unknown or unavailable name is an error naming the available ones).
+// "libtorch", "pocketfft", "mkl", "fftw"; and back (an unknown or unavailable name is an error naming the available ones).
 const char* fft_library_name(FftLibrary library);
 FftLibrary fft_library_from_name(const std::string& name);
 
