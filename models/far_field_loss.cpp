@@ -103,6 +103,13 @@ double loss_and_residual(T* Psi, const Measurement& meas, int64_t B, int64_t M, 
   return sum_in_order(per_pattern);
 }
 
+// The loss (summed in double) in the measurement's precision. A diverging
+// run's loss can pass float's range: it becomes infinite there, which the
+// optimiser loop reports as divergence, rather than a conversion error.
+torch::Tensor loss_tensor(double value, const Measurement& meas) {
+  return torch::tensor(value, torch::kFloat64).to(meas.measured.scalar_type());
+}
+
 // Loss of far-field waves Psi (a fresh tensor this operator may overwrite).
 // Returns the loss as a 0-dim tensor of the real precision.
 torch::Tensor loss_of_far_field(torch::Tensor& Psi, const Measurement& meas, const PixelLoss& loss, bool residual) {
@@ -111,7 +118,7 @@ torch::Tensor loss_of_far_field(torch::Tensor& Psi, const Measurement& meas, con
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(Psi.scalar_type()), "far_field_loss", [&] {
     value = loss_and_residual<scalar_t>(reinterpret_cast<scalar_t*>(Psi.data_ptr()), meas, B, M, n, loss, residual);
   });
-  return torch::tensor(value, meas.measured.options());
+  return loss_tensor(value, meas);
 }
 
 class FarFieldLossFunction : public torch::autograd::Function<FarFieldLossFunction> {
@@ -325,7 +332,7 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
     if (positions.requires_grad()) ctx->saved_data["grad_windows"] = grad_windows.unsqueeze(1);  // (B, 1, h, w)
     // The object is only needed for the positions gradient: do not pin it otherwise.
     ctx->save_for_backward({positions, positions.requires_grad() ? object_in : torch::Tensor()});
-    return {torch::tensor(weight * sum_in_order(per_pattern), meas.measured.options())};
+    return {loss_tensor(weight * sum_in_order(per_pattern), meas)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {

@@ -222,3 +222,24 @@ TEST(FusedDataLoss, BadShapesNameTheProblem) {
   EXPECT_THROW(object_far_field_loss(object, torch::full({3, 2}, 20.0, torch::kFloat64), probe, measured, {}, loss),
                DataError);  // windows outside the object
 }
+
+// A diverging run's loss, summed in double, can pass float's range while each
+// pattern's stays inside it: the float result is then infinite (which the
+// optimiser loop reports as divergence), not a conversion error.
+TEST(FusedDataLoss, ALossBeyondFloatRangeIsInfiniteNotAnError) {
+  const auto& loss = loss_by_name("amplitude").pixelwise;
+  const auto object = torch::ones({1, 8, 8}, torch::kComplexFloat);
+  const auto positions = torch::zeros({2, 2}, torch::kFloat32);
+  const auto measured = torch::zeros({2, 4, 4}, torch::kFloat32);
+  auto loss_for = [&](double amplitude) {
+    const auto probe = torch::full({1, 4, 4}, c10::complex<float>(static_cast<float>(amplitude), 0));
+    return object_far_field_loss(object, positions, probe, measured, {}, loss, {}, 1.0).item<double>();
+  };
+  const double unit = loss_for(1);
+  ASSERT_GT(unit, 0);
+  // Each pattern 2e38 (float's largest is 3.4e38), the two together 4e38.
+  const double amplitude = std::sqrt(4e38 / unit);
+  double value = 0;
+  ASSERT_NO_THROW(value = loss_for(amplitude));
+  EXPECT_TRUE(std::isinf(value)) << value;
+}

@@ -129,6 +129,26 @@ TEST(Multislice, TilesGiveTheUndecomposedResult) {
   EXPECT_LE(max_difference(four, one), 1e-10);
 }
 
+// --adam-epsilon-scale takes the epsilon from the first gradient over the
+// whole object: every tiling must take the same one (and step the same).
+TEST(AdamEpsilon, TilesGiveTheUndecomposedResult) {
+  configure_threads(1);
+  auto sim = small_scan();
+  sim.scan_y = sim.scan_x = 10;
+  const auto problem = ScanProblem::from_content(simulate(sim));
+  auto s = quiet(4);
+  s.precision = "double";
+  const auto plain = run(problem, s);
+  s.adam_epsilon_scale = 1;
+  const auto one = run(problem, s);
+  s.tiles_y = s.tiles_x = 2;
+  const auto four = run(problem, s);
+  ASSERT_EQ(one.sizes(), four.sizes());
+  EXPECT_LE(max_difference(four, one), 1e-10);
+  // The option acts: the steps differ from Adam's with its own epsilon.
+  EXPECT_GT(max_difference(one, plain), 1e-3);
+}
+
 TEST(Multislice, NeedsAThickness) {
   const auto problem = tiny_problem();
   auto s = quiet(1);

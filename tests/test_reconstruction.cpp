@@ -203,17 +203,43 @@ TEST(Reconstruction, FlatObjectScoresLow) {
   EXPECT_LT(reconstruct_and_score("adam", "amplitude", 0), 0.9);
 }
 
+// A probe guess in other units (the Siemens star's is ~100x too weak in
+// amplitude) is brought to the data's counts; one within 2x keeps its own.
+TEST(Reconstruction, AProbeGuessInOtherUnitsIsScaledToTheCounts) {
+  configure_threads(0);
+  ReconstructionSettings s;
+  s.iterations = 0;
+  s.quiet = true;
+  auto content = sample();
+  const auto truth = content.truth->probe.to(torch::kComplexFloat);
+  content.probe_guess = truth * 0.01;
+  Reconstruction weak(ScanProblem::from_content(content), s);
+  // The truth's power is that of the mean pattern through a thin object.
+  EXPECT_NEAR(weak.probe_guess_scale(), 100, 20);
+  const auto scaled = weak.probe().to(torch::kComplexDouble);
+  const auto counts = [&] { return torch::abs(scaled).pow(2).sum().item<double>(); };
+  EXPECT_NEAR(counts() / torch::abs(truth.to(torch::kComplexDouble)).pow(2).sum().item<double>(), 1, 0.3);
+  content.probe_guess = truth;
+  Reconstruction right(ScanProblem::from_content(content), s);
+  EXPECT_EQ(right.probe_guess_scale(), 1);
+  EXPECT_TRUE(torch::allclose(right.probe().to(torch::kComplexDouble).abs().max(),
+                              truth.to(torch::kComplexDouble).abs().max(), 1e-5));
+}
+
 // Also under --phase-only, whose stored object is projected onto |O| = 1
 // while the state it continues from is not (models/object_constraints.h).
 TEST(Reconstruction, ResumeIsBitForBit) {
   configure_threads(0);
-  for (bool phase_only : {false, true}) {
+  // The epsilon set at the first step (set_adam_epsilons) must come back
+  // with the optimiser state, not be taken again from a later gradient.
+  for (auto [phase_only, epsilon_scale] : {std::pair{false, 0.0}, {true, 0.0}, {false, 1.0}}) {
     const auto dir = temp_dir();
     ReconstructionSettings s;
     s.iterations = 6;
     s.quiet = true;
     s.checkpoint_every = 0;
     s.object_constraints.phase_only = phase_only;
+    s.adam_epsilon_scale = epsilon_scale;
     RunOptions full;
     full.output = (dir / "full.h5").string();
     full.previews = false;
@@ -232,9 +258,10 @@ TEST(Reconstruction, ResumeIsBitForBit) {
     auto a = read_result(full.output), b = read_result(second.output);
     EXPECT_EQ(b.iteration, 6);
     EXPECT_EQ(b.loss.size(), 6u);
-    EXPECT_TRUE(torch::equal(a.object, b.object)) << "phase only " << phase_only << ": max difference "
+    EXPECT_TRUE(torch::equal(a.object, b.object)) << "phase only " << phase_only << ", epsilon scale "
+                                                  << epsilon_scale << ": max difference "
                                                   << torch::abs(a.object - b.object).max().item<double>();
-    EXPECT_TRUE(torch::equal(a.probe, b.probe)) << "phase only " << phase_only;
+    EXPECT_TRUE(torch::equal(a.probe, b.probe)) << "phase only " << phase_only << ", epsilon scale " << epsilon_scale;
     if (phase_only) EXPECT_LE((torch::abs(a.object) - 1).abs().max().item<double>(), 1e-6);
     fs::remove_all(dir);
   }

@@ -86,6 +86,8 @@ class Reconstruction {
   std::pair<double, double> zero_order() const { return zero_order_; }
   // The tilt (far-field pixels) given to the probe guess to put it on the zero order; 0 without a guess.
   std::pair<double, double> probe_tilt_px() const { return probe_tilt_px_; }
+  // The factor that gave the probe guess the data's mean counts; 1 when not rescaled.
+  double probe_guess_scale() const { return probe_guess_scale_; }
 
   const Tiling& tiling() const { return *tiling_; }
   const ScanProblem& problem() const { return problem_; }
@@ -106,6 +108,7 @@ class Reconstruction {
   void set_up_local_tiles();
   void initialise_probe_and_object();
   void derive_learning_rates();
+  void set_adam_epsilons(bool refine_probe);
   // Probe power summed over each local tile's windows, (1, H, W), complete on
   // the owned regions (a halo reduction: every rank calls it).
   std::map<int, torch::Tensor> illumination() const;
@@ -178,6 +181,7 @@ class Reconstruction {
   std::optional<DefocusEstimate> defocus_estimate_;
   int64_t patterns_moved_ = 0;
   std::pair<double, double> zero_order_{0, 0}, probe_tilt_px_{0, 0};
+  double probe_guess_scale_ = 1;
   // Phase-ramp gauge (models/phase_ramp.h): which one, and the zero order's
   // sub-pixel rest that the probe's far field is centred on.
   enum class Gauge { none, beam, object } gauge_ = Gauge::none;

@@ -104,6 +104,24 @@ void Reconstruction::initialise_probe_and_object() {
       probe = torch::cat({probe, extra.slice(0, probe.size(0)).to(probe.dtype())});
     }
     probe = probe.slice(0, 0, s.probe_modes);
+    // A guess from an instrument model or another program has its own units:
+    // the Siemens star's is ~100x too weak in amplitude for its counts, and
+    // the first iterations went into the scale (half-scan FRC 185 nm, 119 nm
+    // scaled). Rescaled so that its far-field power is the mean pattern's (as
+    // the estimate from the mean pattern is), unless it is within 2x of that
+    // already: a guess in the data's units keeps them, and with them the
+    // object's amplitude as the specimen's transmission.
+    // Over the pixels measured, as the mean is (a beamstop hides some power).
+    const auto intensity = torch::view_as_real(far_field(probe)).pow(2).sum(std::vector<int64_t>{0, -1});
+    const double power = torch::where(valid_fft_.cpu(), intensity, torch::zeros_like(intensity)).sum().item<double>();
+    const double counts = mean.sum().item<double>();
+    TESSERA_REQUIRE(DataError, power > 0 && std::isfinite(power), problem_.source,
+                    ": the probe guess in the file is zero or not finite everywhere; remove it or start from the data "
+                    "(--no-file-probe)");
+    if (counts > 0 && (counts > 2 * power || power > 2 * counts)) {
+      probe_guess_scale_ = std::sqrt(counts / power);
+      probe = probe * probe_guess_scale_;
+    }
     // A probe guess, from the file or the electron optics, is centred on its
     // own far field; the data's zero order is rarely there. Tilt it onto the
     // zero order (sub-pixel rest; the whole pixels are in the frames' shift).

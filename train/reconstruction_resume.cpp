@@ -1,4 +1,6 @@
 // Resume: the optimiser states saved with a result, and checked before they are restored.
+#include <cmath>
+
 #include "train/reconstruction.h"
 #include "train/tile_state.h"
 
@@ -42,6 +44,23 @@ torch::Tensor deserialise_like(const std::string& bytes, const torch::Tensor& li
   }
 }
 
+// Adam's epsilon (Reconstruction::set_adam_epsilons): torch::optim saves
+// the options with the state but does not load them back.
+std::string serialise_epsilon(const torch::optim::Optimizer& opt) {
+  const auto& options = static_cast<const torch::optim::AdamOptions&>(opt.param_groups().front().options());
+  return serialise(torch::tensor(options.eps(), torch::kFloat64));
+}
+
+void restore_epsilon(torch::optim::Optimizer& opt, const OptimizerStates& states, const std::string& key) {
+  auto it = states.find(key);
+  if (it == states.end()) return;  // a result written before epsilons were kept: Adam's own
+  const auto eps = deserialise_like(it->second, torch::tensor(0.0, torch::kFloat64));
+  TESSERA_REQUIRE(DataError, eps.defined() && std::isfinite(eps.item<double>()) && eps.item<double>() >= 0,
+                  "the result to resume has a damaged optimizer setting (", key, ")");
+  for (auto& group : opt.param_groups())
+    static_cast<torch::optim::AdamOptions&>(group.options()).eps(eps.item<double>());
+}
+
 void deserialise(torch::optim::Optimizer& opt, const std::string& bytes) {
   torch::serialize::InputArchive archive;
   load(archive, bytes);
@@ -60,6 +79,10 @@ OptimizerStates Reconstruction::optimizer_states() const {
     const bool keep = optimizer_->scaling != StepScaling::LineSearch;
     s[key + "/object"] = keep ? serialise(*wk->object_optimizer) : std::string();
     s[key + "/probe"] = keep ? serialise(*wk->probe_optimizer) : std::string();
+    if (dynamic_cast<torch::optim::Adam*>(wk->object_optimizer.get())) {
+      s[key + "/object_adam_epsilon"] = serialise_epsilon(*wk->object_optimizer);
+      s[key + "/probe_adam_epsilon"] = serialise_epsilon(*wk->probe_optimizer);
+    }
     // A phase-only object is stored projected onto |O| = 1; the state it
     // continues from is kept here, so that a resume is exact.
     if (settings_.object_constraints.phase_only) s[key + "/object_values"] = serialise(wk->model->object_real);
@@ -98,6 +121,10 @@ bool Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& p
     try {
       if (!o->second.empty()) deserialise(*wk->object_optimizer, o->second);
       if (!p->second.empty()) deserialise(*wk->probe_optimizer, p->second);
+      if (dynamic_cast<torch::optim::Adam*>(wk->object_optimizer.get())) {
+        restore_epsilon(*wk->object_optimizer, states, key + "/object_adam_epsilon");
+        restore_epsilon(*wk->probe_optimizer, states, key + "/probe_adam_epsilon");
+      }
       states_fit = states_fit && optimizer_state_mismatch(*wk->object_optimizer).empty() &&
                    optimizer_state_mismatch(*wk->probe_optimizer).empty();
     } catch (const std::exception&) {

@@ -254,6 +254,7 @@ double Reconstruction::step_batch(const std::vector<int64_t>& batch, bool refine
     throw Error("the reconstruction diverged at iteration " + std::to_string(iteration_ + 1) +
                 ": the loss is not finite. Lower the learning rates (--object-rate, --probe-rate, "
                 "--rate-scale) or try another optimizer; the last good result is kept.");
+  set_adam_epsilons(refine_probe);
   for (auto& wk : tile_states_) {
     wk->object_optimizer->step();
     if (refine_probe) wk->probe_optimizer->step();

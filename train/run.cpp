@@ -270,6 +270,8 @@ RunSummary run_reconstruction(ScanProblem problem, const ReconstructionSettings&
     const auto t = rec.probe_tilt_px();
     if (t.first != 0 || t.second != 0)
       std::cout << "; probe guess tilted by (" << t.first << ", " << t.second << ") px onto it";
+    if (rec.probe_guess_scale() != 1)
+      std::cout << "; probe guess scaled by " << rec.probe_guess_scale() << " to the data's mean counts";
     std::cout << std::endl;
     if (const auto& e = rec.defocus_estimate()) {
       std::cout << "probe defocus from the shadow parallax (" << e->positions << " positions, " << e->detector_groups

@@ -15,6 +15,9 @@ struct ReconstructionSettings {
   double object_rate = 0;   // learning rate of the object; 0 = derived from the data
   double probe_rate = 0;    // learning rate of the probe; 0 = derived from the data
   double rate_scale = 1;    // multiplies both derived rates
+  // > 0: Adam's epsilon is this times the RMS of each parameter's first
+  // gradient (Reconstruction::set_adam_epsilons says why); 0: Adam's own 1e-8.
+  double adam_epsilon_scale = 0;
   int probe_from = 0;       // iteration (0-based) from which the probe is refined; -1 = never
   int64_t batch_size = 0;   // patterns per optimiser step over all tiles; 0 = automatic
   int64_t chunk_size = 64;  // patterns per forward/backward pass (bounds memory)
