@@ -299,4 +299,12 @@ TEST(Reconstruction, BadSettingsAreRejectedByName) {
   s = ReconstructionSettings{};
   s.loss = "l1";
   EXPECT_THROW(Reconstruction(ScanProblem::from_content(sample()), s), SettingsError);
+  // Adam's epsilon with another optimiser would be silently ignored.
+  s = ReconstructionSettings{};
+  s.optimizer = "sgd";
+  s.adam_epsilon_scale = 1;
+  EXPECT_THROW(Reconstruction(ScanProblem::from_content(sample()), s), SettingsError);
+  s.adam_epsilon_scale = std::nan("");
+  s.optimizer = "adam";
+  EXPECT_THROW(Reconstruction(ScanProblem::from_content(sample()), s), SettingsError);
 }

@@ -110,8 +110,8 @@ void Reconstruction::initialise_probe_and_object() {
     // scaled). Rescaled so that its far-field power is the mean pattern's (as
     // the estimate from the mean pattern is), unless it is within 2x of that
     // already: a guess in the data's units keeps them, and with them the
-    // object's amplitude as the specimen's transmission.
-    // Over the pixels measured, as the mean is (a beamstop hides some power).
+    // object's amplitude as the specimen's transmission. The power is taken
+    // over the pixels measured, as the mean is (a beamstop hides some).
     const auto intensity = torch::view_as_real(far_field(probe)).pow(2).sum(std::vector<int64_t>{0, -1});
     const double power = torch::where(valid_fft_.cpu(), intensity, torch::zeros_like(intensity)).sum().item<double>();
     const double counts = mean.sum().item<double>();
