@@ -43,7 +43,8 @@ OptionTable reconstruct_option_table() {
       {"rate-scale", K::number, "1", "multiplies the derived learning rates", "", Bound::positive},
       {"adam-epsilon-scale", K::number, "0",
        "Adam's epsilon as this times the RMS of each parameter's first gradient: steps then shrink as the fit "
-       "reaches the noise (1 helps at low dose; default: Adam's own 1e-8)",
+       "reaches the noise (1 helped at 1e4 photons per frame, not at 1e3: README, Low dose; default: Adam's own "
+       "1e-8)",
        "", Bound::positive},
       {"probe-from", K::whole, "0", "iteration from which the probe is refined (-1: never)", "",
        Bound::at_least_minus_one},
