@@ -106,7 +106,8 @@ void set_epsilon(torch::optim::Optimizer& opt, double eps) {
 // gradient descent's do: with a scale of 1 every one of the 30 simulated
 // cases ended better. Not the default: on tessera's own noise-free and
 // 32 x 32 test scans it slows the last stages (phase-only, position
-// correction). Set once, at a parameter's first step, from the whole object
+// correction), and at 1e3 photons it helps some probes and hurts others.
+// Set once, at a parameter's first step, from the whole object
 // (every tile and rank, owned pixels only) or the probe, and kept in the
 // optimiser's options, so that a resumed run keeps it.
 void Reconstruction::set_adam_epsilons(bool refine_probe) {
