@@ -3,6 +3,7 @@
 // register_optimizer call (optimizers.cpp registers the built-ins).
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -58,6 +59,13 @@ bool optimizer_state_follows_gauge(const OptimizerInfo& info);
 // with it would read past the parameter's memory. An empty string when it
 // fits, else what does not fit.
 std::string optimizer_state_mismatch(torch::optim::Optimizer& optimizer);
+
+// Adam's epsilon (one value for all of an optimiser's parameter groups);
+// nullopt for another optimiser. torch::optim saves the options with the
+// state but does not load them back, so a resumed run restores it itself.
+std::optional<double> adam_epsilon(const torch::optim::Optimizer& optimizer);
+// Sets it on every parameter group; false (nothing set) for another optimiser.
+bool set_adam_epsilon(torch::optim::Optimizer& optimizer, double eps);
 
 // torch::optim keeps an optimiser's per-parameter state under the parameter's
 // TensorImpl: its address printed as text up to LibTorch 1.13, the pointer

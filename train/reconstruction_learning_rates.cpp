@@ -1,6 +1,7 @@
 // Learning rates derived from the data: illumination and loss curvature.
 #include <cmath>
 
+#include "train/optimizers.h"
 #include "train/reconstruction.h"
 #include "train/tile_state.h"
 
@@ -89,11 +90,6 @@ double round_to_8_bits(double x) {
   return std::ldexp(std::round(m * 256.0) / 256.0, e);
 }
 
-void set_epsilon(torch::optim::Optimizer& opt, double eps) {
-  for (auto& group : opt.param_groups())
-    static_cast<torch::optim::AdamOptions&>(group.options()).eps(eps);
-}
-
 }  // namespace
 
 // Adam divides each step by the RMS of recent gradients, so its steps stay
@@ -112,9 +108,8 @@ void set_epsilon(torch::optim::Optimizer& opt, double eps) {
 // optimiser's options, so that a resumed run keeps it.
 void Reconstruction::set_adam_epsilons(bool refine_probe) {
   const double scale = settings_.adam_epsilon_scale;
-  if (scale <= 0 || tile_states_.empty() ||
-      !dynamic_cast<torch::optim::Adam*>(tile_states_.front()->object_optimizer.get()))
-    return;
+  // The settings allow a scale with Adam only (set_up_local_tiles).
+  if (scale <= 0 || tile_states_.empty()) return;
   auto fresh = [](torch::optim::Optimizer& opt) { return opt.state().empty(); };
   if (fresh(*tile_states_.front()->object_optimizer)) {
     double squares = 0, count = 0;
@@ -130,7 +125,7 @@ void Reconstruction::set_adam_epsilons(bool refine_probe) {
     count = reduce_scalar(count);
     const double eps = count > 0 ? round_to_8_bits(scale * std::sqrt(squares / count)) : 0;
     if (eps > 0)  // a zero gradient (nothing measured) leaves Adam's own
-      for (auto& wk : tile_states_) set_epsilon(*wk->object_optimizer, eps);
+      for (auto& wk : tile_states_) set_adam_epsilon(*wk->object_optimizer, eps);
   }
   if (refine_probe && fresh(*tile_states_.front()->probe_optimizer)) {
     // The probe's gradient is the same on every tile and rank (shared).
@@ -138,7 +133,7 @@ void Reconstruction::set_adam_epsilons(bool refine_probe) {
     if (!grad.defined() || grad.numel() == 0) return;
     const double eps = round_to_8_bits(scale * std::sqrt(sum_of_squares(grad) / static_cast<double>(grad.numel())));
     if (eps > 0)
-      for (auto& wk : tile_states_) set_epsilon(*wk->probe_optimizer, eps);
+      for (auto& wk : tile_states_) set_adam_epsilon(*wk->probe_optimizer, eps);
   }
 }
 

@@ -44,21 +44,16 @@ torch::Tensor deserialise_like(const std::string& bytes, const torch::Tensor& li
   }
 }
 
-// Adam's epsilon (Reconstruction::set_adam_epsilons): torch::optim saves
-// the options with the state but does not load them back.
-std::string serialise_epsilon(const torch::optim::Optimizer& opt) {
-  const auto& options = static_cast<const torch::optim::AdamOptions&>(opt.param_groups().front().options());
-  return serialise(torch::tensor(options.eps(), torch::kFloat64));
-}
-
-void restore_epsilon(torch::optim::Optimizer& opt, const OptimizerStates& states, const std::string& key) {
+// Adam's epsilon stored under `key` (Reconstruction::set_adam_epsilons),
+// back into `opt`. False when it is damaged: the state does not fit. A result
+// written before epsilons were kept has none, and Adam keeps its own.
+bool restore_adam_epsilon(torch::optim::Optimizer& opt, const OptimizerStates& states, const std::string& key) {
   auto it = states.find(key);
-  if (it == states.end()) return;  // a result written before epsilons were kept: Adam's own
+  if (it == states.end()) return true;
   const auto eps = deserialise_like(it->second, torch::tensor(0.0, torch::kFloat64));
-  TESSERA_REQUIRE(DataError, eps.defined() && std::isfinite(eps.item<double>()) && eps.item<double>() >= 0,
-                  "the result to resume has a damaged optimizer setting (", key, ")");
-  for (auto& group : opt.param_groups())
-    static_cast<torch::optim::AdamOptions&>(group.options()).eps(eps.item<double>());
+  if (!eps.defined() || !std::isfinite(eps.item<double>()) || eps.item<double>() < 0) return false;
+  set_adam_epsilon(opt, eps.item<double>());
+  return true;
 }
 
 void deserialise(torch::optim::Optimizer& opt, const std::string& bytes) {
@@ -79,10 +74,10 @@ OptimizerStates Reconstruction::optimizer_states() const {
     const bool keep = optimizer_->scaling != StepScaling::LineSearch;
     s[key + "/object"] = keep ? serialise(*wk->object_optimizer) : std::string();
     s[key + "/probe"] = keep ? serialise(*wk->probe_optimizer) : std::string();
-    if (dynamic_cast<torch::optim::Adam*>(wk->object_optimizer.get())) {
-      s[key + "/object_adam_epsilon"] = serialise_epsilon(*wk->object_optimizer);
-      s[key + "/probe_adam_epsilon"] = serialise_epsilon(*wk->probe_optimizer);
-    }
+    if (const auto eps = adam_epsilon(*wk->object_optimizer))
+      s[key + "/object_adam_epsilon"] = serialise(torch::tensor(*eps, torch::kFloat64));
+    if (const auto eps = adam_epsilon(*wk->probe_optimizer))
+      s[key + "/probe_adam_epsilon"] = serialise(torch::tensor(*eps, torch::kFloat64));
     // A phase-only object is stored projected onto |O| = 1; the state it
     // continues from is kept here, so that a resume is exact.
     if (settings_.object_constraints.phase_only) s[key + "/object_values"] = serialise(wk->model->object_real);
@@ -121,11 +116,9 @@ bool Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& p
     try {
       if (!o->second.empty()) deserialise(*wk->object_optimizer, o->second);
       if (!p->second.empty()) deserialise(*wk->probe_optimizer, p->second);
-      if (dynamic_cast<torch::optim::Adam*>(wk->object_optimizer.get())) {
-        restore_epsilon(*wk->object_optimizer, states, key + "/object_adam_epsilon");
-        restore_epsilon(*wk->probe_optimizer, states, key + "/probe_adam_epsilon");
-      }
-      states_fit = states_fit && optimizer_state_mismatch(*wk->object_optimizer).empty() &&
+      states_fit = states_fit && restore_adam_epsilon(*wk->object_optimizer, states, key + "/object_adam_epsilon") &&
+                   restore_adam_epsilon(*wk->probe_optimizer, states, key + "/probe_adam_epsilon") &&
+                   optimizer_state_mismatch(*wk->object_optimizer).empty() &&
                    optimizer_state_mismatch(*wk->probe_optimizer).empty();
     } catch (const std::exception&) {
       states_fit = false;
