@@ -52,10 +52,12 @@ double sum_in_order(const std::vector<double>& values) {
   return total;
 }
 
-// out = sum of `count` arrays of n reals, added in array order (the same
-// result for any thread count), run by run so that out stays in L1.
+// out[0 .. n) = sum of `count` arrays (array a starts at arrays + a *
+// stride), added in array order: the same result for any thread count, and
+// for any split of [0, n) between calls. Run by run, so that out stays in L1.
 template <typename T>
-TESSERA_SIMD_CLONES void sum_in_order(const T* __restrict__ arrays, int64_t count, int64_t n, T* __restrict__ out) {
+TESSERA_SIMD_CLONES void sum_in_order(const T* __restrict__ arrays, int64_t count, int64_t stride, int64_t n,
+                                      T* __restrict__ out) {
   constexpr int64_t kRun = 512;
   for (int64_t k0 = 0; k0 < n && count > 0; k0 += kRun) {
     const int64_t len = std::min(kRun, n - k0);
@@ -63,11 +65,15 @@ TESSERA_SIMD_CLONES void sum_in_order(const T* __restrict__ arrays, int64_t coun
     const T* __restrict__ first = arrays + k0;
     for (int64_t k = 0; k < len; ++k) o[k] = first[k];
     for (int64_t a = 1; a < count; ++a) {
-      const T* __restrict__ q = arrays + a * n + k0;
+      const T* __restrict__ q = arrays + a * stride + k0;
       for (int64_t k = 0; k < len; ++k) o[k] += q[k];
     }
   }
 }
+
+// The probe gradient's sum over blocks is shared out in pieces of this many
+// reals (64 KiB of float), claimed like the bands of the object gradient.
+constexpr int64_t kProbeSumPiece = 16384;
 
 template <typename T>
 FarFieldLossKernel<T> kernel_for(const PixelLoss& loss);
@@ -273,13 +279,19 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
       adder = std::make_unique<ops::CpuOverlapAdder>(windows);
       grad_object = torch::empty({1, object_in.size(1), object_in.size(2)}, probe.options());
     }
+    torch::Tensor grad_probe;
+    if (want_probe) grad_probe = blocks > 0 ? torch::empty_like(probe) : torch::zeros_like(probe);
+    const int64_t probe_reals = M * n * 2;
+    const int64_t bands = adder ? adder->bands() : 0;
+    const int64_t probe_pieces = want_probe && blocks > 0 ? (probe_reals + kProbeSumPiece - 1) / kProbeSumPiece : 0;
     std::vector<double> per_pattern(static_cast<size_t>(B), 0.0);
     // Threads claim work as they come free: blocks first, then the bands of
-    // the object gradient, which need every block's window gradients. Results
-    // are stored by block, pattern and band index, so the claim order changes
-    // nothing. One parallel region per call, and no thread idles while
-    // another finishes a longer share of blocks.
-    std::atomic<int64_t> next_block{0}, blocks_done{0}, next_band{0};
+    // the object gradient and the pieces of the probe gradient's sum, which
+    // need every block. Results are stored by block, pattern, band and piece
+    // index, so the claim order changes nothing. One parallel region per
+    // call, and no thread idles while another finishes a longer share of
+    // blocks.
+    std::atomic<int64_t> next_block{0}, blocks_done{0}, next_item{0};
     std::atomic<bool> failed{false};
     const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks));
     AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(probe.scalar_type()), "object_far_field_loss", [&] {
@@ -312,22 +324,25 @@ class ObjectFarFieldLossFunction : public torch::autograd::Function<ObjectFarFie
           failed = true;  // at::parallel_for rethrows it once every thread is out
           throw;
         }
-        if (!adder) return;
+        if (bands + probe_pieces == 0) return;
         // A block not done yet was claimed by a thread that is running it:
         // waiting cannot deadlock, even if the calls run one after another.
         while (blocks_done.load(std::memory_order_acquire) < blocks) {
           if (failed) return;
           std::this_thread::yield();
         }
-        for (int64_t band; (band = next_band.fetch_add(1)) < adder->bands();)
-          adder->add_band(band, grad_windows.data_ptr(), grad_object.data_ptr());
+        for (int64_t item; (item = next_item.fetch_add(1)) < bands + probe_pieces;) {
+          if (item < bands) {
+            adder->add_band(item, grad_windows.data_ptr(), grad_object.data_ptr());
+          } else {
+            const int64_t k0 = (item - bands) * kProbeSumPiece;
+            sum_in_order<T>(ptr(probe_partials) + k0, blocks, probe_reals, std::min(kProbeSumPiece, probe_reals - k0),
+                            ptr(grad_probe) + k0);
+          }
+        }
       });
-      if (want_probe) {
-        auto grad_probe = blocks > 0 ? torch::empty_like(probe) : torch::zeros_like(probe);
-        sum_in_order<T>(ptr(probe_partials), blocks, M * n * 2, ptr(grad_probe));
-        ctx->saved_data["grad_probe"] = grad_probe;
-      }
     });
+    if (want_probe) ctx->saved_data["grad_probe"] = grad_probe;
     if (want_object) ctx->saved_data["grad_object"] = grad_object;
     if (positions.requires_grad()) ctx->saved_data["grad_windows"] = grad_windows.unsqueeze(1);  // (B, 1, h, w)
     // The object is only needed for the positions gradient: do not pin it otherwise.

@@ -65,6 +65,27 @@ TEST(FusedDataLoss, ManyBlocks) {
   }
 }
 
+// A probe of 3 modes of 64 x 64 is 24576 reals: the sum of the per-block
+// probe gradients is shared out between threads in pieces of 16384 reals,
+// here two. The pieces must join into autograd's gradient, and
+// give the same bits for any thread count.
+TEST(FusedDataLoss, ProbeGradientSummedInPieces) {
+  torch::manual_seed(29);
+  const auto p = make_problem(1, 3, false, 12, 64);
+  ASSERT_GE(12 / fused_loss_block(3, 64, 64, torch::kComplexDouble), 3) << "the test needs several blocks";
+  const auto& loss = loss_by_name("amplitude");
+  const auto reference = run(p, loss, false);
+  const int saved = at::get_num_threads();
+  std::vector<Gradients> results;
+  for (int threads : {1, 2, 3}) {
+    at::set_num_threads(threads);
+    results.push_back(run(p, loss, true));
+  }
+  at::set_num_threads(saved);
+  expect_same(results[0], reference, "3 modes of 64 x 64");
+  for (size_t k = 1; k < results.size(); ++k) EXPECT_TRUE(torch::equal(results[k].probe, results[0].probe)) << k;
+}
+
 // The window gradients and the per-block probe gradients are arrays kept
 // from call to call (src/reusable_buffer.h): a call after a larger or a
 // smaller one, or after one that refined the positions, gives the same bits.
