@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "src/comm/c10d_group.h"
+#include "src/comm/liveness.h"
 #include "src/comm/opened_connections.h"
 
 namespace tessera::comm::detail {
@@ -92,6 +93,16 @@ void GroupImpl::connect() {
   opts.timeout = compat::store_timeout(timeout_);
   opts.multiTenant = host;
   c10::intrusive_ptr<c10d::Store> base;
+  const auto unreachable = [&](const std::string& msg) {
+    return CommunicationError(concat(
+        "rank ", rank, " could not connect to the rendezvous store at MASTER_ADDR:MASTER_PORT = ",
+        store_address(), " (hosted by ", store_host(), ") within ", timeout_.count(),
+        " ms: check that ", store_host(), " is running and that MASTER_ADDR/MASTER_PORT are "
+        "right [", msg, "]"));
+  };
+  if (!host && !wait_for_listener(env_.master_addr, env_.master_port,
+                                  std::chrono::steady_clock::now() + timeout_))
+    throw unreachable("nothing accepted a connection there");
   try {
     base = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, opts);
   } catch (...) {
@@ -109,11 +120,7 @@ void GroupImpl::connect() {
                : "cannot listen on that port",
           " [", msg, "]"));
     }
-    throw CommunicationError(concat(
-        "rank ", rank, " could not connect to the rendezvous store at MASTER_ADDR:MASTER_PORT = ",
-        store_address(), " (hosted by ", store_host(), ") within ", opts.timeout.count(),
-        " ms: check that ", store_host(), " is running and that MASTER_ADDR/MASTER_PORT are "
-        "right [", msg, "]"));
+    throw unreachable(msg);
   }
   if (env_.use_agent_store)
     base = c10::make_intrusive<c10d::PrefixStore>(

@@ -8,7 +8,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <mutex>
+#include <thread>
 
 namespace tessera::comm::detail {
 namespace {
@@ -129,6 +131,40 @@ std::vector<Liveness> probe_liveness(const std::vector<std::string>& addresses,
   for (const auto& p : pending)
     if (p.fd >= 0) ::close(p.fd);
   return result;
+}
+
+bool wait_for_listener(const std::string& host, int port, Clock::time_point deadline) {
+  auto pause = std::chrono::milliseconds(10);
+  for (;;) {
+    // Resolved on every try: a name that does not resolve yet (DNS still
+    // catching up with a just-started node) may resolve later.
+    struct addrinfo* found = resolve(host, std::to_string(port), SOCK_STREAM, 0);
+    for (auto* ai = found; ai; ai = ai->ai_next) {
+      const int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) continue;
+      bool connected = ::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+      if (!connected && errno == EINPROGRESS) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        pollfd p{fd, POLLOUT, 0};
+        if (left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) == 1) {
+          int err = 0;
+          socklen_t len = sizeof err;
+          connected = ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+        }
+      }
+      ::close(fd);
+      if (connected) {
+        ::freeaddrinfo(found);
+        return true;
+      }
+    }
+    if (found) ::freeaddrinfo(found);
+    const auto now = Clock::now();
+    if (now >= deadline) return false;
+    std::this_thread::sleep_for(std::min<Clock::duration>(pause, deadline - now));
+    pause = std::min(pause * 2, std::chrono::milliseconds(100));
+  }
 }
 
 }  // namespace tessera::comm::detail

@@ -29,4 +29,13 @@ enum class Liveness {
 std::vector<Liveness> probe_liveness(const std::vector<std::string>& addresses,
                                      std::chrono::milliseconds limit);
 
+// Whether something accepts TCP connections on host:port before `deadline`,
+// trying every 10-100 ms (the connection is closed at once).  LibTorch 2.x's
+// TCPStore client retries a refused connection with a growing back-off whose
+// last pause can end seconds after its timeout; waiting here first keeps a
+// rank's "store unreachable" error on time, and the store then connects at
+// its first try.
+bool wait_for_listener(const std::string& host, int port,
+                       std::chrono::steady_clock::time_point deadline);
+
 }  // namespace tessera::comm::detail
