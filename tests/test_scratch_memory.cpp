@@ -43,9 +43,20 @@ TEST(ScratchMemory, BlocksLiveAcrossThreadsAndThreadExits) {
   }
   std::thread other([&] {
     for (void* p : blocks) scratch_free(p);
-    void* mine = scratch_malloc(256);
-    EXPECT_NE(mine, nullptr);
-    scratch_free(mine);
+    // The freeing thread keeps the last 8 (1024 to 1472 bytes) and hands out
+    // the newest that fits.
+    void* fits = scratch_malloc(1400);
+    EXPECT_EQ(fits, blocks[19]);
+    void* next = scratch_malloc(1400);
+    EXPECT_EQ(next, blocks[18]);  // 1408 bytes
+    void* small = scratch_malloc(256);  // every kept block would waste over half
+    EXPECT_NE(small, nullptr);
+    for (void* p : blocks) EXPECT_NE(small, p);
+    std::memset(fits, 1, 1400);
+    std::memset(small, 2, 256);
+    scratch_free(small);
+    scratch_free(next);
+    scratch_free(fits);
   });
   other.join();
   scratch_free(nullptr);  // as free(nullptr): nothing

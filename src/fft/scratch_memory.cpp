@@ -15,9 +15,10 @@ struct alignas(alignof(std::max_align_t)) Header {
 constexpr int kKept = 8;                      // blocks each thread keeps
 constexpr std::size_t kLargest = 1 << 20;     // larger blocks go straight back to the system
 
-// Plain data, never destroyed: another thread-local object (the lane buffer
-// of pocketfft_build.inc, say) may free its block after the reaper below has
-// run at thread exit, and must then find a valid "closed" state.
+// Plain data, never destroyed: a block may be freed after the reaper below
+// has run at thread exit (pocketfft's plan cache, a static, frees its plans'
+// blocks after the main thread's thread-locals are gone), and must then find
+// a valid "closed" state.
 struct ThreadBlocks {
   Header* kept[kKept];
   int count;
