@@ -129,8 +129,8 @@ TEST(Multislice, TilesGiveTheUndecomposedResult) {
   EXPECT_LE(max_difference(four, one), 1e-10);
 }
 
-// --adam-epsilon-scale takes the epsilon from the first gradient over the
-// whole object: every tiling must take the same one (and step the same).
+// Adam's epsilon comes from the current gradient over the whole object at
+// every step: every tiling must take the same one (and step the same).
 TEST(AdamEpsilon, TilesGiveTheUndecomposedResult) {
   configure_threads(1);
   auto sim = small_scan();
@@ -138,8 +138,9 @@ TEST(AdamEpsilon, TilesGiveTheUndecomposedResult) {
   const auto problem = ScanProblem::from_content(simulate(sim));
   auto s = quiet(4);
   s.precision = "double";
+  s.adam_epsilon_scale = 0;  // Adam's own
   const auto plain = run(problem, s);
-  s.adam_epsilon_scale = 1;
+  s.adam_epsilon_scale.reset();  // the default
   const auto one = run(problem, s);
   s.tiles_y = s.tiles_x = 2;
   const auto four = run(problem, s);

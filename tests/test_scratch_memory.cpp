@@ -51,7 +51,8 @@ TEST(ScratchMemory, BlocksLiveAcrossThreadsAndThreadExits) {
     EXPECT_EQ(next, blocks[18]);  // 1408 bytes
     void* small = scratch_malloc(256);  // every kept block would waste over half
     EXPECT_NE(small, nullptr);
-    for (void* p : blocks) EXPECT_NE(small, p);
+    // (Blocks 0-11 went back to the system, which may hand one out again.)
+    for (int i = 12; i < 18; ++i) EXPECT_NE(small, blocks[i]);
     std::memset(fits, 1, 1400);
     std::memset(small, 2, 256);
     scratch_free(small);

@@ -821,31 +821,40 @@ TEST_F(Stem4dTest, ScanRotationSignAgainstASimulation) {
   configure_threads(0);
   const std::string p = path("rotated.h5");
   write_stem4d(p, simulate_stem4d(rotated_scan(30, 250)));
-  auto score = [&](std::optional<double> rotation) {
-    if (rotation) {
-      h5::File f = h5::File::open(p, h5::File::Mode::read_write);
-      replace_scalar(f, keys::kRotation, *rotation);
-      f.close();
-    }
+  auto score = [&](double rotation, std::optional<double> epsilon_scale) {
+    h5::File f = h5::File::open(p, h5::File::Mode::read_write);
+    replace_scalar(f, keys::kRotation, rotation);
+    f.close();
     auto problem = ScanProblem::from_file(p);
     ReconstructionSettings rs;
     rs.iterations = 40;
     rs.probe_from = 20;
     rs.quiet = true;
+    rs.adam_epsilon_scale = epsilon_scale;
     Reconstruction rec(problem, rs);
     for (int i = 0; i < rs.iterations; ++i) rec.iterate();
     return score_against_truth(problem, rec.object()).value().correlation;
   };
-  const double right = score(std::nullopt);  // as written: +30
-  const double opposite = score(-30.0);
-  const double none = score(0.0);
-  std::printf("scan rotated by +30°: correlation %.4f with +30° in the file, %.4f with -30°, %.4f with 0°\n", right,
-              opposite, none);
-  // Measured: 0.983 with +30°, 0.700 with -30°, 0.747 with 0° (the phantom's
-  // coarse features survive a wrong rotation in part, its fine ones do not).
+  // How far a wrong rotation lands from the truth depends on the optimiser:
+  // the margins below were measured with Adam's own epsilon (0.983 with
+  // +30°, 0.700 with -30°, 0.747 with 0°: the phantom's coarse features
+  // survive a wrong rotation in part, its fine ones do not). The default
+  // epsilon (3 x the gradient RMS) recovers more of those coarse features
+  // (0.85 with 0°), so it is held to the ranking and the right rotation's
+  // figure only.
+  const double right = score(30, 0.0), opposite = score(-30, 0.0), none = score(0, 0.0);
+  std::printf("scan rotated by +30°, Adam's own epsilon: correlation %.4f with +30° in the file, %.4f with -30°, "
+              "%.4f with 0°\n", right, opposite, none);
   EXPECT_GE(right, 0.95);
   EXPECT_LT(opposite, right - 0.2);
   EXPECT_LT(none, right - 0.2);
+  const double d_right = score(30, std::nullopt), d_opposite = score(-30, std::nullopt),
+               d_none = score(0, std::nullopt);
+  std::printf("the same, default settings: %.4f with +30°, %.4f with -30°, %.4f with 0°\n", d_right, d_opposite,
+              d_none);
+  EXPECT_GE(d_right, 0.95);
+  EXPECT_LT(d_opposite, d_right - 0.1);
+  EXPECT_LT(d_none, d_right - 0.1);
 }
 
 // The model-free check finds the rotation for either defocus sign, and a

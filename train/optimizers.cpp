@@ -108,11 +108,6 @@ std::optional<StateArrays> state_arrays(torch::optim::OptimizerParamState* state
 
 }  // namespace
 
-std::optional<double> adam_epsilon(const torch::optim::Optimizer& optimizer) {
-  if (!dynamic_cast<const torch::optim::Adam*>(&optimizer) || optimizer.param_groups().empty()) return std::nullopt;
-  return static_cast<const torch::optim::AdamOptions&>(optimizer.param_groups().front().options()).eps();
-}
-
 bool set_adam_epsilon(torch::optim::Optimizer& optimizer, double eps) {
   if (!dynamic_cast<torch::optim::Adam*>(&optimizer)) return false;
   for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).eps(eps);

@@ -60,11 +60,9 @@ bool optimizer_state_follows_gauge(const OptimizerInfo& info);
 // fits, else what does not fit.
 std::string optimizer_state_mismatch(torch::optim::Optimizer& optimizer);
 
-// Adam's epsilon (one value for all of an optimiser's parameter groups);
-// nullopt for another optimiser. torch::optim saves the options with the
-// state but does not load them back, so a resumed run restores it itself.
-std::optional<double> adam_epsilon(const torch::optim::Optimizer& optimizer);
-// Sets it on every parameter group; false (nothing set) for another optimiser.
+// Sets Adam's epsilon on every parameter group; false (nothing set) for
+// another optimiser. (torch::optim saves the options with the state but does
+// not load them back: Reconstruction::set_adam_epsilons sets it every step.)
 bool set_adam_epsilon(torch::optim::Optimizer& optimizer, double eps);
 
 // torch::optim keeps an optimiser's per-parameter state under the parameter's

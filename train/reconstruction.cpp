@@ -64,9 +64,9 @@ void Reconstruction::set_up_local_tiles() {
   TESSERA_REQUIRE(SettingsError, s.slices == 1 || (s.slice_thickness_m > 0 && std::isfinite(s.slice_thickness_m)),
                   "a multislice object (", s.slices, " slices) needs a positive slice thickness, got ",
                   s.slice_thickness_m, " m");
-  TESSERA_REQUIRE(SettingsError, std::isfinite(s.adam_epsilon_scale) && s.adam_epsilon_scale >= 0,
-                  "adam-epsilon-scale must be a number >= 0, got ", s.adam_epsilon_scale);
-  TESSERA_REQUIRE(SettingsError, s.adam_epsilon_scale == 0 || s.optimizer == "adam",
+  TESSERA_REQUIRE(SettingsError, !s.adam_epsilon_scale || (std::isfinite(*s.adam_epsilon_scale) && *s.adam_epsilon_scale >= 0),
+                  "adam-epsilon-scale must be a number >= 0, got ", s.adam_epsilon_scale.value_or(0));
+  TESSERA_REQUIRE(SettingsError, !s.adam_epsilon_scale || s.optimizer == "adam",
                   "adam-epsilon-scale sets Adam's epsilon; it does nothing with --optimizer ", s.optimizer,
                   ": leave it out or use --optimizer adam");
   TESSERA_REQUIRE(SettingsError, s.defocus_search_iterations >= 0, "defocus-search-iterations must be >= 0, got ",

@@ -109,6 +109,7 @@ class Reconstruction {
   void initialise_probe_and_object();
   void derive_learning_rates();
   void set_adam_epsilons(bool refine_probe);
+  double adam_epsilon_scale() const;  // the setting, or its default for the optimiser
   // Probe power summed over each local tile's windows, (1, H, W), complete on
   // the owned regions (a halo reduction: every rank calls it).
   std::map<int, torch::Tensor> illumination() const;
@@ -148,6 +149,7 @@ class Reconstruction {
   void orthogonalise_probe_modes();
   void apply_denoisers();
   double reduce_scalar(double v) const;  // sum over ranks
+  double object_gradient_count_ = 0;     // owned object reals over all ranks (set_adam_epsilons)
   double reduce_max(double v) const;
   void wait_collective(comm::Request& request) const;  // waits, adding to collective_wait_seconds_
 

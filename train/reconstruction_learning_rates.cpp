@@ -1,5 +1,6 @@
 // Learning rates derived from the data: illumination and loss curvature.
 #include <cmath>
+#include <vector>
 
 #include "train/optimizers.h"
 #include "train/reconstruction.h"
@@ -72,13 +73,43 @@ void Reconstruction::derive_learning_rates() {
 
 namespace {
 
-// Sum of squares of a real array, in double, in element order.
+// Sum of squares of a real array (any strides), in double, in element order
+// with 8 running partial sums (vectorised): the same value for any thread
+// count. The trailing dimensions that are contiguous in memory are summed as
+// one row (an owned region's rows); the others are walked by their strides.
+template <typename T>
+double sum_of_squares_cpu(const torch::Tensor& t) {
+  if (t.numel() == 0) return 0;
+  const auto sizes = t.sizes();
+  const auto strides = t.strides();
+  int64_t inner = t.dim(), row = 1;
+  while (inner > 0 && (sizes[inner - 1] == 1 || strides[inner - 1] == row)) row *= sizes[--inner];
+  std::vector<int64_t> index(static_cast<size_t>(inner), 0);
+  const T* base = t.data_ptr<T>();
+  double lanes[8] = {};
+  for (int64_t r = 0, rows = t.numel() / row; r < rows; ++r) {
+    int64_t offset = 0;
+    for (int64_t d = 0; d < inner; ++d) offset += index[d] * strides[d];
+    const T* p = base + offset;
+    int64_t k = 0;
+    for (; k + 8 <= row; k += 8)
+      for (int q = 0; q < 8; ++q) lanes[q] += static_cast<double>(p[k + q]) * p[k + q];
+    for (; k < row; ++k) lanes[0] += static_cast<double>(p[k]) * p[k];
+    for (int64_t d = inner - 1; d >= 0; --d) {
+      if (++index[d] < sizes[d]) break;
+      index[d] = 0;
+    }
+  }
+  double total = 0;
+  for (double v : lanes) total += v;
+  return total;
+}
+
 double sum_of_squares(const torch::Tensor& t) {
-  const auto c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-  const double* p = c.data_ptr<double>();
-  double s = 0;
-  for (int64_t i = 0; i < c.numel(); ++i) s += p[i] * p[i];
-  return s;
+  const auto d = t.detach();
+  if (!d.is_cpu()) return d.to(torch::kFloat64).square().sum().item<double>();
+  if (d.scalar_type() == torch::kFloat) return sum_of_squares_cpu<float>(d);
+  return sum_of_squares_cpu<double>(d.to(torch::kFloat64));
 }
 
 // x to 8 significant bits: sums over different tilings differ in their last
@@ -92,42 +123,51 @@ double round_to_8_bits(double x) {
 
 }  // namespace
 
-// Adam divides each step by the RMS of recent gradients, so its steps stay
-// near the learning rate however small the gradient gets: once the fit
-// reaches the noise it keeps walking through it. On independent simulations
-// at 1e4 photons the image was best after 10-20 iterations and 0.004-0.008
-// worse (correlation with the truth) after 100 (scripts/sim/baseline_tables.md).
-// An epsilon of the order of the parameter's first gradient RMS leaves the
-// first steps Adam's and makes later ones shrink with the gradient, as
-// gradient descent's do: with a scale of 1 every one of the 30 simulated
-// cases ended better. Not the default: on tessera's own noise-free and
-// 32 x 32 test scans it slows the last stages (phase-only, position
-// correction), and at 1e3 photons it helps some probes and hurts others.
-// Set once, at a parameter's first step, from the whole object
-// (every tile and rank, owned pixels only) or the probe, and kept in the
-// optimiser's options, so that a resumed run keeps it.
+double Reconstruction::adam_epsilon_scale() const {
+  if (settings_.adam_epsilon_scale) return *settings_.adam_epsilon_scale;
+  return settings_.optimizer == "adam" ? kDefaultAdamEpsilonScale : 0;
+}
+
+// Adam divides each pixel's step by the RMS of that pixel's recent gradients,
+// so every pixel steps by about the learning rate, however weakly the data
+// constrain it. Once the fit reaches the noise, the gradient of a dimly lit
+// or poorly determined pixel is mostly noise, and Adam enlarges exactly those
+// steps: on independent simulations at 1e4 photons the image was best after
+// 10-20 iterations and 0.004-0.008 worse (correlation with the truth) after
+// 100 (scripts/sim/baseline_tables.md). An epsilon of F times the RMS of the
+// parameter's whole current gradient bounds that enlargement: a pixel whose
+// gradient is well below the average steps in proportion to its gradient, as
+// in gradient descent, while the others keep Adam's steps. Being relative to
+// the current gradient, it does not slow the last stages of a noise-free fit
+// (an epsilon fixed from the first gradient did: session 11). F = 3 was above
+// Adam's own epsilon in all 30 cases at 1e4 and 1e6 photons and on seed 2 of
+// the 1e4 ones (F = 1 lost 0.0008 on the 3-mode probe at 1e4); at 1e3 photons
+// it gained up to 0.014 (aperture) and lost up to 0.002 (3 modes, tilted).
+// Computed at every step from the whole object (every tile and rank, owned
+// pixels only) or the probe, so that K tiles step as one does, and a resumed
+// run as an uninterrupted one.
 void Reconstruction::set_adam_epsilons(bool refine_probe) {
-  const double scale = settings_.adam_epsilon_scale;
-  // The settings allow a scale with Adam only (set_up_local_tiles).
+  const double scale = adam_epsilon_scale();
+  // The settings allow a scale with Adam only (the constructor checks).
   if (scale <= 0 || tile_states_.empty()) return;
-  auto fresh = [](torch::optim::Optimizer& opt) { return opt.state().empty(); };
-  if (fresh(*tile_states_.front()->object_optimizer)) {
-    double squares = 0, count = 0;
-    for (auto& wk : tile_states_) {
-      const auto& grad = wk->model->object_real.grad();
-      if (!grad.defined()) continue;
-      const auto o = wk->tile.owned.relative_to(wk->tile.extent);
-      const auto owned = grad.slice(1, o.y0, o.y1()).slice(2, o.x0, o.x1());
-      squares += sum_of_squares(owned);
-      count += static_cast<double>(owned.numel());
-    }
-    squares = reduce_scalar(squares);
-    count = reduce_scalar(count);
-    const double eps = count > 0 ? round_to_8_bits(scale * std::sqrt(squares / count)) : 0;
-    if (eps > 0)  // a zero gradient (nothing measured) leaves Adam's own
-      for (auto& wk : tile_states_) set_adam_epsilon(*wk->object_optimizer, eps);
+  if (object_gradient_count_ == 0) {
+    double count = 0;
+    for (auto& wk : tile_states_) count += static_cast<double>(wk->tile.owned.h * wk->tile.owned.w * 2 *
+                                                               wk->model->object_real.size(0));
+    object_gradient_count_ = reduce_scalar(count);
   }
-  if (refine_probe && fresh(*tile_states_.front()->probe_optimizer)) {
+  double squares = 0;
+  for (auto& wk : tile_states_) {
+    const auto& grad = wk->model->object_real.grad();
+    if (!grad.defined()) continue;
+    const auto o = wk->tile.owned.relative_to(wk->tile.extent);
+    squares += sum_of_squares(grad.slice(1, o.y0, o.y1()).slice(2, o.x0, o.x1()));
+  }
+  squares = reduce_scalar(squares);
+  const double eps = object_gradient_count_ > 0 ? round_to_8_bits(scale * std::sqrt(squares / object_gradient_count_)) : 0;
+  if (eps > 0)  // a zero gradient (nothing measured in this batch) leaves the last one
+    for (auto& wk : tile_states_) set_adam_epsilon(*wk->object_optimizer, eps);
+  if (refine_probe) {
     // The probe's gradient is the same on every tile and rank (shared).
     const auto& grad = tile_states_.front()->model->probe_real.grad();
     if (!grad.defined() || grad.numel() == 0) return;

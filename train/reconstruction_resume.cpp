@@ -44,18 +44,6 @@ torch::Tensor deserialise_like(const std::string& bytes, const torch::Tensor& li
   }
 }
 
-// Adam's epsilon stored under `key` (Reconstruction::set_adam_epsilons),
-// back into `opt`. False when it is damaged: the state does not fit. A result
-// written before epsilons were kept has none, and Adam keeps its own.
-bool restore_adam_epsilon(torch::optim::Optimizer& opt, const OptimizerStates& states, const std::string& key) {
-  auto it = states.find(key);
-  if (it == states.end()) return true;
-  const auto eps = deserialise_like(it->second, torch::tensor(0.0, torch::kFloat64));
-  if (!eps.defined() || !std::isfinite(eps.item<double>()) || eps.item<double>() < 0) return false;
-  set_adam_epsilon(opt, eps.item<double>());
-  return true;
-}
-
 void deserialise(torch::optim::Optimizer& opt, const std::string& bytes) {
   torch::serialize::InputArchive archive;
   load(archive, bytes);
@@ -74,10 +62,8 @@ OptimizerStates Reconstruction::optimizer_states() const {
     const bool keep = optimizer_->scaling != StepScaling::LineSearch;
     s[key + "/object"] = keep ? serialise(*wk->object_optimizer) : std::string();
     s[key + "/probe"] = keep ? serialise(*wk->probe_optimizer) : std::string();
-    if (const auto eps = adam_epsilon(*wk->object_optimizer))
-      s[key + "/object_adam_epsilon"] = serialise(torch::tensor(*eps, torch::kFloat64));
-    if (const auto eps = adam_epsilon(*wk->probe_optimizer))
-      s[key + "/probe_adam_epsilon"] = serialise(torch::tensor(*eps, torch::kFloat64));
+    // Adam's epsilon is not kept: set_adam_epsilons takes it from the
+    // gradient before every step, a resumed run's first step included.
     // A phase-only object is stored projected onto |O| = 1; the state it
     // continues from is kept here, so that a resume is exact.
     if (settings_.object_constraints.phase_only) s[key + "/object_values"] = serialise(wk->model->object_real);
@@ -116,9 +102,7 @@ bool Reconstruction::restore(const torch::Tensor& object, const torch::Tensor& p
     try {
       if (!o->second.empty()) deserialise(*wk->object_optimizer, o->second);
       if (!p->second.empty()) deserialise(*wk->probe_optimizer, p->second);
-      states_fit = states_fit && restore_adam_epsilon(*wk->object_optimizer, states, key + "/object_adam_epsilon") &&
-                   restore_adam_epsilon(*wk->probe_optimizer, states, key + "/probe_adam_epsilon") &&
-                   optimizer_state_mismatch(*wk->object_optimizer).empty() &&
+      states_fit = states_fit && optimizer_state_mismatch(*wk->object_optimizer).empty() &&
                    optimizer_state_mismatch(*wk->probe_optimizer).empty();
     } catch (const std::exception&) {
       states_fit = false;

@@ -8,7 +8,7 @@ std::string ReconstructionSettings::describe() const {
   std::ostringstream s;
   s << "iterations = " << iterations << "\noptimizer = " << optimizer << "\nloss = " << loss
     << "\nobject_rate = " << object_rate << "\nprobe_rate = " << probe_rate << "\nrate_scale = " << rate_scale
-    << "\nadam_epsilon_scale = " << adam_epsilon_scale
+    << "\nadam_epsilon_scale = " << (adam_epsilon_scale ? std::to_string(*adam_epsilon_scale) : "default")
     << "\nprobe_from = " << probe_from << "\nbatch_size = " << batch_size << "\nchunk_size = " << chunk_size
     << "\nseed = " << seed << "\ntiles = " << tiles << "\ntiles_y = " << tiles_y << "\ntiles_x = " << tiles_x
     << "\nprobe_modes = " << probe_modes << "\nphase_ramp_gauge = " << phase_ramp_gauge << "\ndefocus_start = " << defocus_start << "\ndefocus_candidates =" << [this] {

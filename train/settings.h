@@ -1,12 +1,17 @@
 #pragma once
 // Everything a reconstruction run is configured with; recorded in the result file.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "models/object_constraints.h"
 
 namespace tessera {
+
+// Adam's epsilon, in RMS of the current gradient, when the settings leave it
+// out (Reconstruction::set_adam_epsilons, scripts/sim/baseline_tables.md).
+constexpr double kDefaultAdamEpsilonScale = 3;
 
 struct ReconstructionSettings {
   int iterations = 100;
@@ -15,9 +20,10 @@ struct ReconstructionSettings {
   double object_rate = 0;   // learning rate of the object; 0 = derived from the data
   double probe_rate = 0;    // learning rate of the probe; 0 = derived from the data
   double rate_scale = 1;    // multiplies both derived rates
-  // > 0: Adam's epsilon is this times the RMS of each parameter's first
-  // gradient (Reconstruction::set_adam_epsilons says why); 0: Adam's own 1e-8.
-  double adam_epsilon_scale = 0;
+  // Adam's epsilon is this times the RMS of each parameter's current
+  // gradient (Reconstruction::set_adam_epsilons says why); 0: Adam's own
+  // 1e-8. Unset: kDefaultAdamEpsilonScale with Adam.
+  std::optional<double> adam_epsilon_scale;
   int probe_from = 0;       // iteration (0-based) from which the probe is refined; -1 = never
   int64_t batch_size = 0;   // patterns per optimiser step over all tiles; 0 = automatic
   int64_t chunk_size = 64;  // patterns per forward/backward pass (bounds memory)

@@ -88,7 +88,7 @@ int reconstruct(int argc, char** argv) {
   s.object_rate = r["object-rate"].as<double>();
   s.probe_rate = r["probe-rate"].as<double>();
   s.rate_scale = r["rate-scale"].as<double>();
-  s.adam_epsilon_scale = r["adam-epsilon-scale"].as<double>();
+  if (r.count("adam-epsilon-scale")) s.adam_epsilon_scale = r["adam-epsilon-scale"].as<double>();
   s.probe_from = whole(r, "probe-from");
   s.batch_size = r["batch-size"].as<int64_t>();
   s.chunk_size = r["chunk-size"].as<int64_t>();

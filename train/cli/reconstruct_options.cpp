@@ -41,11 +41,11 @@ OptionTable reconstruct_option_table() {
       {"object-rate", K::number, "0", "object learning rate (default: derived from the data)", "", Bound::positive},
       {"probe-rate", K::number, "0", "probe learning rate (default: derived from the data)", "", Bound::positive},
       {"rate-scale", K::number, "1", "multiplies the derived learning rates", "", Bound::positive},
-      {"adam-epsilon-scale", K::number, "0",
-       "Adam's epsilon as this times the RMS of each parameter's first gradient: steps then shrink as the fit "
-       "reaches the noise (1 helped at 1e4 photons per frame, not at 1e3: README, Low dose; default: Adam's own "
-       "1e-8)",
-       "", Bound::positive},
+      {"adam-epsilon-scale", K::number, "",
+       "with Adam: its epsilon as this times the RMS of the parameter's current gradient, which keeps weakly "
+       "measured pixels from stepping as far as well measured ones and so from fitting the noise (README, Low "
+       "dose); 0: Adam's own 1e-8 (default: 3 with Adam)",
+       "", Bound::at_least_zero},
       {"probe-from", K::whole, "0", "iteration from which the probe is refined (-1: never)", "",
        Bound::at_least_minus_one},
       {"batch-size", K::whole, "0", "patterns per optimiser step (default: 1/8 of the scan)", "", Bound::positive},
