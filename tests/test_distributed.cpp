@@ -204,7 +204,9 @@ constexpr double kTolerance = 1e-5;
 // itself was 5e-4 to 7e-3 away from the double one after 20 iterations (as
 // the phantom changed), and a decomposed float run 5e-6 to 1e-4 away from the
 // undecomposed float run (summation order only), so a float run cannot be
-// held to 1e-5 reliably. A decomposed
+// held to 1e-5 reliably. (With the default Adam epsilon of session 13, which
+// keeps tiny gradients from becoming full-size steps, both are 5e-7 to 8e-7.)
+// A decomposed
 // float run must be as close to the exact result as the undecomposed float
 // run is (up to a factor of 2), which a missing or doubled halo term misses
 // by orders of magnitude.

@@ -143,13 +143,16 @@ class Reconstruction {
   void add_regulariser_gradients(int64_t global_batch_size, double& loss_sum);
   SharedGradients shared_gradients(const std::vector<int64_t>& batch, bool refine_probe, bool refine_positions);
   // Sums the shared gradients and the loss over ranks, running `meanwhile` while the sum is in flight.
-  void sum_over_ranks(SharedGradients& shared, double& loss_sum, const std::function<void()>& meanwhile);
+  void sum_over_ranks(SharedGradients& shared, double& loss_sum, const std::function<void()>& meanwhile,
+                      bool object_squares);
+  double owned_object_gradient_squares() const;  // this rank's tiles, owned pixels
   void install_shared_gradients(const SharedGradients& shared);
   void apply_phase_ramp_gauge();
   void orthogonalise_probe_modes();
   void apply_denoisers();
   double reduce_scalar(double v) const;  // sum over ranks
   double object_gradient_count_ = 0;     // owned object reals over all ranks (set_adam_epsilons)
+  double object_gradient_squares_ = 0;   // their sum of squares in the last compute_batch, over all ranks
   double reduce_max(double v) const;
   void wait_collective(comm::Request& request) const;  // waits, adding to collective_wait_seconds_
 

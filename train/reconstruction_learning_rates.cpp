@@ -123,6 +123,17 @@ double round_to_8_bits(double x) {
 
 }  // namespace
 
+double Reconstruction::owned_object_gradient_squares() const {
+  double squares = 0;
+  for (auto& wk : tile_states_) {
+    const auto& grad = wk->model->object_real.grad();
+    if (!grad.defined()) continue;
+    const auto o = wk->tile.owned.relative_to(wk->tile.extent);
+    squares += sum_of_squares(grad.slice(1, o.y0, o.y1()).slice(2, o.x0, o.x1()));
+  }
+  return squares;
+}
+
 double Reconstruction::adam_epsilon_scale() const {
   if (settings_.adam_epsilon_scale) return *settings_.adam_epsilon_scale;
   return settings_.optimizer == "adam" ? kDefaultAdamEpsilonScale : 0;
@@ -156,14 +167,8 @@ void Reconstruction::set_adam_epsilons(bool refine_probe) {
                                                                wk->model->object_real.size(0));
     object_gradient_count_ = reduce_scalar(count);
   }
-  double squares = 0;
-  for (auto& wk : tile_states_) {
-    const auto& grad = wk->model->object_real.grad();
-    if (!grad.defined()) continue;
-    const auto o = wk->tile.owned.relative_to(wk->tile.extent);
-    squares += sum_of_squares(grad.slice(1, o.y0, o.y1()).slice(2, o.x0, o.x1()));
-  }
-  squares = reduce_scalar(squares);
+  // The sum of squares came with the step's allreduce (sum_over_ranks).
+  const double squares = object_gradient_squares_;
   const double eps = object_gradient_count_ > 0 ? round_to_8_bits(scale * std::sqrt(squares / object_gradient_count_)) : 0;
   if (eps > 0)  // a zero gradient (nothing measured in this batch) leaves the last one
     for (auto& wk : tile_states_) set_adam_epsilon(*wk->object_optimizer, eps);

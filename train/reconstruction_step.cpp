@@ -68,7 +68,7 @@ double Reconstruction::compute_batch(const std::vector<int64_t>& batch, int64_t 
   // while the halo reduction finishes: the only synchronisation point of a
   // step besides the halos.
   auto shared = shared_gradients(batch, refine_probe, refine_positions);
-  sum_over_ranks(shared, loss_sum, [&] { exchange_->finish_reduction(grads); });
+  sum_over_ranks(shared, loss_sum, [&] { exchange_->finish_reduction(grads); }, adam_epsilon_scale() > 0);
   install_shared_gradients(shared);
   return loss_sum;  // over every rank
 }
@@ -159,29 +159,46 @@ Reconstruction::SharedGradients Reconstruction::shared_gradients(const std::vect
   return shared;
 }
 
-void Reconstruction::sum_over_ranks(SharedGradients& shared, double& loss_sum, const std::function<void()>& meanwhile) {
-  if (!comm_ || comm_->size() <= 1) return meanwhile();
-  // In the working precision; the loss alone in double.
-  const auto opts = shared.probe || shared.positions
+void Reconstruction::sum_over_ranks(SharedGradients& shared, double& loss_sum, const std::function<void()>& meanwhile,
+                                    bool object_squares) {
+  if (!comm_ || comm_->size() <= 1) {
+    meanwhile();
+    if (object_squares) object_gradient_squares_ = owned_object_gradient_squares();
+    return;
+  }
+  // Adam's epsilon needs the object gradient's sum of squares, which only
+  // the finished halo reduction gives: it rides in the same allreduce, after
+  // the halos (one synchronisation per step rather than two), in double so
+  // that K ranks round it as one process does.
+  if (object_squares) meanwhile();
+  // In the working precision; the loss alone in double (everything in double
+  // when the sum of squares goes along).
+  const auto opts = (shared.probe || shared.positions) && !object_squares
                         ? positions_.options().requires_grad(false)
                         : torch::TensorOptions().dtype(torch::kFloat64).device(tile_states_.front()->positions.device());
   std::vector<torch::Tensor> parts;
-  if (shared.probe) parts.push_back(shared.probe_total.flatten());
-  if (shared.positions) parts.push_back(shared.position_grads.flatten());
+  if (shared.probe) parts.push_back(shared.probe_total.flatten().to(opts.dtype()));
+  if (shared.positions) parts.push_back(shared.position_grads.flatten().to(opts.dtype()));
   parts.push_back(torch::full({1}, loss_sum, opts));
+  if (object_squares) parts.push_back(torch::full({1}, owned_object_gradient_squares(), opts));
   auto packed = torch::cat(parts);
   auto sum = comm_->allreduce_sum(packed);
-  meanwhile();
+  if (!object_squares) meanwhile();
   wait_collective(sum);
-  loss_sum = packed[-1].item<double>();
+  const int64_t tail = object_squares ? 2 : 1;
+  loss_sum = packed[packed.size(0) - tail].item<double>();
+  if (object_squares) object_gradient_squares_ = packed[-1].item<double>();
   int64_t at = 0;
   if (shared.probe) {
-    shared.probe_total = packed.slice(0, 0, shared.probe_total.numel()).view(shared.probe_total.sizes());
-    at = shared.probe_total.numel();
+    const auto n = shared.probe_total.numel();
+    shared.probe_total =
+        packed.slice(0, 0, n).view(shared.probe_total.sizes()).to(shared.probe_total.scalar_type());
+    at = n;
   }
   if (shared.positions)
-    shared.position_grads =
-        packed.slice(0, at, at + shared.position_grads.numel()).view(shared.position_grads.sizes());
+    shared.position_grads = packed.slice(0, at, at + shared.position_grads.numel())
+                                .view(shared.position_grads.sizes())
+                                .to(shared.position_grads.scalar_type());
 }
 
 void Reconstruction::install_shared_gradients(const SharedGradients& shared) {
