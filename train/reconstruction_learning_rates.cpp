@@ -153,7 +153,7 @@ double Reconstruction::adam_epsilon_scale() const {
 // (an epsilon fixed from the first gradient did: session 11). F = 3 was above
 // Adam's own epsilon in all 30 cases at 1e4 and 1e6 photons and on seed 2 of
 // the 1e4 ones (F = 1 lost 0.0008 on the 3-mode probe at 1e4); at 1e3 photons
-// it gained up to 0.014 (aperture) and lost up to 0.002 (3 modes, tilted).
+// it gained up to 0.018 (aperture) and lost up to 0.003 (3 modes, tilted).
 // Computed at every step from the whole object (every tile and rank, owned
 // pixels only) or the probe, so that K tiles step as one does, and a resumed
 // run as an uninterrupted one.
