@@ -6,11 +6,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <algorithm>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 namespace tessera::comm::detail {
 namespace {
@@ -25,6 +26,22 @@ struct addrinfo* resolve(const std::string& host, const std::string& port, int s
   struct addrinfo* found = nullptr;
   if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return nullptr;
   return found;
+}
+
+// A non-blocking connection to `ai` begun: the socket (-1 if none could be
+// made) and 0 (connected), EINPROGRESS (pending: poll for POLLOUT, then
+// connection_error) or the errno of a refusal or failure.
+std::pair<int, int> begin_connect(const struct addrinfo* ai) {
+  const int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {-1, errno};
+  return {fd, ::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ? 0 : errno};
+}
+
+// The outcome of a pending connection once poll() reported it: 0 or its errno.
+int connection_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  return ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? err : errno;
 }
 
 // The local address a packet to host:port would leave from (connecting a UDP
@@ -92,18 +109,16 @@ std::vector<Liveness> probe_liveness(const std::vector<std::string>& addresses,
     struct addrinfo* found = resolve(addresses[i].substr(0, space), addresses[i].substr(space + 1),
                                      SOCK_STREAM, AI_NUMERICHOST | AI_NUMERICSERV);
     if (!found) continue;
-    const int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    const int rc = fd < 0 ? -1 : ::connect(fd, found->ai_addr, found->ai_addrlen);
-    const int err = errno;
+    const auto [fd, err] = begin_connect(found);
     ::freeaddrinfo(found);
     if (fd < 0) continue;
-    if (rc != 0 && err == EINPROGRESS) {
+    if (err == EINPROGRESS) {
       pending.push_back({fd, POLLOUT, 0});
       index_of.push_back(i);
       continue;
     }
-    if (rc == 0) result[i] = Liveness::Alive;
-    if (rc != 0 && err == ECONNREFUSED) result[i] = Liveness::Gone;
+    if (err == 0) result[i] = Liveness::Alive;
+    if (err == ECONNREFUSED) result[i] = Liveness::Gone;
     ::close(fd);
   }
 
@@ -117,9 +132,7 @@ std::vector<Liveness> probe_liveness(const std::vector<std::string>& addresses,
     if (n <= 0) break;
     for (size_t k = 0; k < pending.size(); ++k) {
       if (pending[k].fd < 0 || pending[k].revents == 0) continue;
-      int err = 0;
-      socklen_t len = sizeof err;
-      ::getsockopt(pending[k].fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      const int err = connection_error(pending[k].fd);
       result[index_of[k]] = err == 0              ? Liveness::Alive
                             : err == ECONNREFUSED ? Liveness::Gone
                                                   : Liveness::Unknown;
@@ -140,21 +153,16 @@ bool wait_for_listener(const std::string& host, int port, Clock::time_point dead
     // catching up with a just-started node) may resolve later.
     struct addrinfo* found = resolve(host, std::to_string(port), SOCK_STREAM, 0);
     for (auto* ai = found; ai; ai = ai->ai_next) {
-      const int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      auto [fd, err] = begin_connect(ai);
       if (fd < 0) continue;
-      bool connected = ::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
-      if (!connected && errno == EINPROGRESS) {
+      if (err == EINPROGRESS) {
         const auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
         pollfd p{fd, POLLOUT, 0};
-        if (left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) == 1) {
-          int err = 0;
-          socklen_t len = sizeof err;
-          connected = ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
-        }
+        if (left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) == 1) err = connection_error(fd);
       }
       ::close(fd);
-      if (connected) {
+      if (err == 0) {
         ::freeaddrinfo(found);
         return true;
       }
