@@ -142,7 +142,9 @@ class Reconstruction {
   void run_patterns(TileState& tile, const std::vector<int64_t>& rows, double scale, double& loss_sum);
   void add_regulariser_gradients(int64_t global_batch_size, double& loss_sum);
   SharedGradients shared_gradients(const std::vector<int64_t>& batch, bool refine_probe, bool refine_positions);
-  // Sums the shared gradients and the loss over ranks, running `meanwhile` while the sum is in flight.
+  // Sums the shared gradients and the loss over ranks, running `meanwhile` while the sum is in flight;
+  // with `object_squares`, `meanwhile` first, and the owned object gradient's sum of squares goes along
+  // (into object_gradient_squares_, also for a single process).
   void sum_over_ranks(SharedGradients& shared, double& loss_sum, const std::function<void()>& meanwhile,
                       bool object_squares);
   double owned_object_gradient_squares() const;  // this rank's tiles, owned pixels
@@ -151,7 +153,6 @@ class Reconstruction {
   void orthogonalise_probe_modes();
   void apply_denoisers();
   double reduce_scalar(double v) const;  // sum over ranks
-  double object_gradient_count_ = 0;     // owned object reals over all ranks (set_adam_epsilons)
   double object_gradient_squares_ = 0;   // their sum of squares in the last compute_batch, over all ranks
   double reduce_max(double v) const;
   void wait_collective(comm::Request& request) const;  // waits, adding to collective_wait_seconds_

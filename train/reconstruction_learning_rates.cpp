@@ -161,15 +161,13 @@ void Reconstruction::set_adam_epsilons(bool refine_probe) {
   const double scale = adam_epsilon_scale();
   // The settings allow a scale with Adam only (the constructor checks).
   if (scale <= 0 || tile_states_.empty()) return;
-  if (object_gradient_count_ == 0) {
-    double count = 0;
-    for (auto& wk : tile_states_) count += static_cast<double>(wk->tile.owned.h * wk->tile.owned.w * 2 *
-                                                               wk->model->object_real.size(0));
-    object_gradient_count_ = reduce_scalar(count);
-  }
-  // The sum of squares came with the step's allreduce (sum_over_ranks).
-  const double squares = object_gradient_squares_;
-  const double eps = object_gradient_count_ > 0 ? round_to_8_bits(scale * std::sqrt(squares / object_gradient_count_)) : 0;
+  // The owned regions tile the whole object (src/tiling.h), so the object's
+  // reals are the owned ones of every tile and rank. The sum of squares came
+  // with the step's allreduce (sum_over_ranks).
+  const auto& scan = problem_.scan;
+  const double count = static_cast<double>(scan.object_h * scan.object_w * 2 *
+                                           tile_states_.front()->model->object_real.size(0));
+  const double eps = round_to_8_bits(scale * std::sqrt(object_gradient_squares_ / count));
   if (eps > 0)  // a zero gradient (nothing measured in this batch) leaves the last one
     for (auto& wk : tile_states_) set_adam_epsilon(*wk->object_optimizer, eps);
   if (refine_probe) {
